@@ -1,0 +1,42 @@
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH := torch==2.13.0
+
+.PHONY: demo test lint bundle bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[train,dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/deepdive demo
+
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q
+
+# Rebuild the bundled species model from ../shared/data/watkins (about 15 minutes on 2 cores).
+bundle: $(VENV)/.installed-dev
+	$(BIN)/deepdive prepare watkins ../shared/data/watkins --out runs/watkins-store
+	$(BIN)/deepdive train runs/watkins-store --model deepdive-resnet --out runs/species-model
+	$(BIN)/deepdive evaluate runs/species-model runs/watkins-store --split test --out runs/species-model/eval
+	rm -rf src/deepdive/bundled/species && mkdir -p src/deepdive/bundled/species
+	cp runs/species-model/model.onnx runs/species-model/card.json src/deepdive/bundled/species/
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/bench_mel.py
+	$(BIN)/python benchmarks/bench_cold_start.py
+	$(BIN)/python benchmarks/bench_onnx_vs_torch.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

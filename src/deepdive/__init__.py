@@ -1,0 +1,17 @@
+"""deepdive: which marine mammal is calling in this recording, and where a right whale calls."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import AudioError, DatasetError, DeepdiveError, DownloadError, ModelError  # noqa: E402
+
+
+def classify(path_or_array, sr=None, model=None, top=None):
+    """Rank every species the model knows for one recording (see deepdive.predict.classify)."""
+    from .predict import classify as _classify
+
+    return _classify(path_or_array, sr=sr, model=model, top=top)
+
+
+__all__ = ["AudioError", "DatasetError", "DeepdiveError", "DownloadError", "ModelError", "classify", "__version__"]

@@ -1,0 +1,105 @@
+"""The Watkins Marine Mammal Sound Database layout: `<Species_Name>/<cut_id>.wav` + metadata.csv.
+
+Encounters: cuts that share a tape (first five characters of the cut id: year and tape number) or a
+recording date belong to one encounter (connected components over both keys), so a split can keep
+them together. Without metadata.csv the tape is read from the cut id and the date is unknown.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from ..errors import DatasetError
+from .base import Recording
+from .taxonomy import family_of
+
+AUDIO_SUFFIXES = {".wav", ".aif", ".aiff", ".flac"}
+CREDIT = (
+    "Watkins Marine Mammal Sound Database, Woods Hole Oceanographic Institution and the New Bedford "
+    "Whaling Museum"
+)
+TERMS = "Free for personal and academic, non-commercial use; credit: " + CREDIT + "."
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def encounter_groups(rows: list[dict]) -> list[str]:
+    """One encounter id per row: connected components of rows sharing a tape or a date."""
+    uf = _UnionFind()
+    for i, r in enumerate(rows):
+        node = f"row:{i}"
+        uf.find(node)
+        if r.get("tape"):
+            uf.union(node, f"tape:{r['tape']}")
+        if r.get("date"):
+            uf.union(node, f"date:{r['date']}")
+    roots = [uf.find(f"row:{i}") for i in range(len(rows))]
+    # name each encounter after its smallest tape, stable across runs
+    first_tape: dict[str, str] = {}
+    for root, r in zip(roots, rows, strict=True):
+        t = r.get("tape") or r.get("cut_id") or root
+        first_tape[root] = min(first_tape.get(root, t), t)
+    return [f"enc-{first_tape[root]}" for root in roots]
+
+
+def _label_from_folder(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def load_watkins(root: str | Path) -> list[Recording]:
+    """Load a Watkins folder. Uses metadata.csv when present, else the folder names."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder; give the folder that holds <Species>/<cut>.wav")
+    meta = root / "metadata.csv"
+    rows: list[dict] = []
+    if meta.is_file():
+        with open(meta, newline="", encoding="utf-8") as f:
+            for r in csv.DictReader(f):
+                if not r.get("path") or not r.get("species"):
+                    raise DatasetError(f"{meta}: a row lacks 'path' or 'species'; the header must match the Watkins layout")
+                rows.append(r)
+    else:
+        for species_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+            for f in sorted(species_dir.iterdir()):
+                if f.suffix.lower() in AUDIO_SUFFIXES:
+                    rows.append({"path": f"{species_dir.name}/{f.name}", "species": _label_from_folder(species_dir.name),
+                                 "cut_id": f.stem, "tape": f.stem[:5]})
+    if not rows:
+        raise DatasetError(f"{root}: no recordings found; expected <Species>/<cut>.wav files or metadata.csv")
+    groups = encounter_groups(rows)
+    out = []
+    for r, g in zip(rows, groups, strict=True):
+        sci = r.get("scientific_name", "") or ""
+        out.append(
+            Recording(
+                path=str(root / r["path"]),
+                label=r["species"],
+                group=g,
+                scientific_name=sci,
+                family=family_of(sci),
+                tape=r.get("tape", "") or "",
+                date=r.get("date", "") or "",
+                cut_id=r.get("cut_id", "") or Path(r["path"]).stem,
+                duration_s=float(r["duration_s"]) if r.get("duration_s") else None,
+                sample_rate=int(float(r["sample_rate"])) if r.get("sample_rate") else None,
+                also_present=r.get("also_present", "") or "",
+            )
+        )
+    return out

@@ -1,0 +1,145 @@
+"""STFT, mel filterbank and decibels in numpy, numerically equal to librosa's defaults.
+
+`melspectrogram(y, sr, ...)` matches `librosa.feature.melspectrogram` (centred frames, zero
+padding, periodic Hann window, power 2, Slaney mel scale and area normalisation) and
+`power_to_db` matches `librosa.power_to_db`. Tests check both against librosa.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """Everything needed to rebuild a model's input from audio; saved in each bundle's card."""
+
+    sr: int = 32_000
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 96
+    fmin: float = 20.0
+    fmax: float = 16_000.0
+    top_db: float = 80.0
+    window_s: float = 5.0
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_s * self.sr))
+
+    @property
+    def n_frames(self) -> int:
+        return 1 + self.window_samples // self.hop_length
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_mels, self.n_frames)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MelConfig:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
+    f = np.asarray(f, dtype=np.float64)
+    f_sp = 200.0 / 3
+    mels = f / f_sp
+    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, np.log(6.4) / 27.0
+    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, mels)
+
+
+def mel_to_hz(m: np.ndarray | float) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    f_sp = 200.0 / 3
+    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, np.log(6.4) / 27.0
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+@lru_cache(maxsize=16)
+def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+    """Triangular Slaney-normalised mel filters, shape (n_mels, 1 + n_fft // 2), float32."""
+    fmax = sr / 2 if fmax is None else fmax
+    fft_freqs = np.linspace(0, sr / 2, 1 + n_fft // 2)
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2:] - mel_f[:-2]))[:, None]
+    weights = weights.astype(np.float32)
+    weights.setflags(write=False)
+    return weights
+
+
+@lru_cache(maxsize=8)
+def _hann(n_fft: int) -> np.ndarray:
+    w = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)  # periodic
+    w.setflags(write=False)
+    return w
+
+
+def stft_power(y: np.ndarray, n_fft: int = 2048, hop_length: int = 512, center: bool = True) -> np.ndarray:
+    """|STFT|^2 with a periodic Hann window, shape (1 + n_fft // 2, n_frames), float32."""
+    y = np.asarray(y, dtype=np.float32)
+    if center:
+        y = np.pad(y, n_fft // 2, mode="constant")
+    if len(y) < n_fft:
+        y = np.pad(y, (0, n_fft - len(y)))
+    n_frames = 1 + (len(y) - n_fft) // hop_length
+    frames = np.lib.stride_tricks.as_strided(
+        y, shape=(n_frames, n_fft), strides=(y.strides[0] * hop_length, y.strides[0]), writeable=False
+    )
+    out = np.empty((1 + n_fft // 2, n_frames), dtype=np.float32)
+    window = _hann(n_fft)
+    step = max(1, (1 << 22) // n_fft)  # bound the temporary complex array to a few MB
+    for i in range(0, n_frames, step):
+        spec = np.fft.rfft(frames[i : i + step] * window, axis=1)
+        out[:, i : i + step] = (spec.real**2 + spec.imag**2).T
+    return out
+
+
+def melspectrogram(
+    y: np.ndarray,
+    sr: int,
+    n_fft: int = 2048,
+    hop_length: int = 512,
+    n_mels: int = 128,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+) -> np.ndarray:
+    """Mel power spectrogram, shape (n_mels, n_frames); librosa.feature.melspectrogram's defaults."""
+    return mel_filterbank(sr, n_fft, n_mels, float(fmin), None if fmax is None else float(fmax)) @ stft_power(
+        y, n_fft, hop_length
+    )
+
+
+def power_to_db(
+    S: np.ndarray, ref: float | str = 1.0, amin: float = 1e-10, top_db: float | None = 80.0
+) -> np.ndarray:
+    """10 log10(S / ref), floored at amin and clipped to top_db below the peak (librosa's rule).
+
+    `ref="max"` uses the array's maximum (librosa's `ref=np.max`).
+    """
+    S = np.asarray(S)
+    ref_value = float(np.max(S)) if ref == "max" else float(ref)
+    log_spec = 10.0 * np.log10(np.maximum(amin, S))
+    log_spec -= 10.0 * np.log10(max(amin, abs(ref_value)))
+    if top_db is not None:
+        log_spec = np.maximum(log_spec, log_spec.max() - top_db)
+    return log_spec.astype(np.float32, copy=False)
+
+
+def log_mel(y: np.ndarray, sr: int, cfg: MelConfig) -> np.ndarray:
+    """A model's input for one window: dB mel spectrogram relative to the window's peak."""
+    if sr != cfg.sr:
+        raise ValueError(f"log_mel expects audio at {cfg.sr} Hz, got {sr} Hz; resample first")
+    S = melspectrogram(y, sr, cfg.n_fft, cfg.hop_length, cfg.n_mels, cfg.fmin, cfg.fmax)
+    return power_to_db(S, ref="max", top_db=cfg.top_db)

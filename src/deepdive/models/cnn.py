@@ -1,0 +1,81 @@
+"""Spectrogram CNNs for species ranking.
+
+`DeepDiveCNN` is the network Deep Dive published: four 3x3 convolutions of 32, 48, 48 and 32
+filters, each followed by 2x2 max pooling and batch normalisation, a dense layer of 64 and dropout
+0.2 before the classifier.
+
+`DeepdiveResNet` is our default, built to generalise across encounters (other recorders, sample
+rates and noise) rather than to memorise one: each frequency band is centred on its mean over time
+(a recorder's colouring and stationary noise are mostly constant per band), residual blocks see
+the spectrogram at four scales, and global mean+max pooling over time and frequency makes the
+decision independent of where in the window a call falls.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+DB_SCALE = 20.0  # dB features span about -80..0; divide so activations start near unit scale
+
+
+class DeepDiveCNN(nn.Module):
+    def __init__(self, n_classes: int, input_shape: tuple[int, int]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 1
+        for c in (32, 48, 48, 32):
+            layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.BatchNorm2d(c)]
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        h, w = input_shape
+        for _ in range(4):
+            h, w = h // 2, w // 2
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(32 * h * w, 64), nn.ReLU(), nn.Dropout(0.2), nn.Linear(64, n_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x.unsqueeze(1) + 40.0) / DB_SCALE
+        return self.head(self.features(x))
+
+
+class _Block(nn.Module):
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.skip = (
+            nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out)) if c_in != c_out else nn.Identity()
+        )
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return self.act(y + self.skip(x))
+
+
+class DeepdiveResNet(nn.Module):
+    def __init__(self, n_classes: int, input_shape: tuple[int, int], widths=(24, 48, 96, 128), dropout: float = 0.3) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(2, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
+        stages: list[nn.Module] = []
+        c_in = widths[0]
+        for i, c in enumerate(widths):
+            stages.append(_Block(c_in, c))
+            if i < len(widths) - 1:
+                stages.append(nn.MaxPool2d(2))
+            c_in = c
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * c_in, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.unsqueeze(1)
+        centred = (x - x.mean(dim=3, keepdim=True)) / DB_SCALE * 2  # per band, over time
+        level = (x + 40.0) / DB_SCALE  # absolute level relative to the window's peak
+        h = self.stages(self.stem(torch.cat([centred, level], dim=1)))
+        pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+        return self.head(pooled)

@@ -1,0 +1,394 @@
+"""Preparation, the Deep Dive workflow: split by encounter, slice into windows, balance, augment,
+compute log-mel features and write them to the on-disk store.
+
+Split. Recordings of one encounter (`Recording.group`) never straddle train/validation/test. The
+split is stratified: each label's encounters are shuffled (seeded) and dealt to test, then to
+validation, until each holds about its fraction of the label's duration, always leaving one for
+training. A label recorded in a single encounter cannot be tested on an unseen encounter; rather than
+drop it, the split falls back to the finest honest unit left (its tapes, else contiguous blocks of
+its cuts in recording order) and records that level per label (`level` in the split report), so
+evaluation can report the encounter-disjoint labels separately.
+
+Windows. `window_s` (5 s). A recording of at least one window is cut into consecutive windows; a
+last remainder of at least `min_last_s` (3 s) is kept and padded at a random position. A shorter
+recording is padded at a random position.
+
+Balance (training split only). Labels whose total training duration is below the median label are
+under-represented: they are sliced `extra_slices` (3) times at offsets shifted by window/3, and each
+extra slice gets white noise (random SNR) and a random gain. Others are sliced once. Validation and
+test are sliced once and never augmented.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import audio
+from .augment import random_noise_and_gain
+from .datasets.base import Recording
+from .errors import AudioError
+from .features.spectrogram import MelConfig, log_mel
+from .store import StoreWriter, atomic_write_json, done_recordings
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class PrepareConfig:
+    mel: MelConfig = field(default_factory=MelConfig)
+    min_last_s: float = 3.0
+    pad: str = "zeros"  # zeros (Deep Dive) or noise (low-level noise matched to the recording)
+    balance: bool = True
+    extra_slices: int = 3
+    snr_db: tuple[float, float] = (10.0, 30.0)
+    gain_db: tuple[float, float] = (-6.0, 6.0)
+    val_frac: float = 0.15
+    test_frac: float = 0.2
+    seed: int = 0
+    fallback_split: bool = True
+    shard_size: int = 256
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["mel"] = self.mel.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PrepareConfig:
+        d = dict(d)
+        d["mel"] = MelConfig.from_dict(d.get("mel", {}))
+        for k in ("snr_db", "gain_db"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+# ---------------------------------------------------------------- split
+
+
+def _units(recs: list[Recording], fallback: bool) -> tuple[str, dict[str, list[Recording]]]:
+    """The units a label is split by, and the level they come from."""
+    by_group: dict[str, list[Recording]] = defaultdict(list)
+    for r in recs:
+        by_group[r.group].append(r)
+    if len(by_group) >= 2 or not fallback:
+        return "encounter", by_group
+    by_tape: dict[str, list[Recording]] = defaultdict(list)
+    for r in recs:
+        by_tape[r.tape or r.group].append(r)
+    if len(by_tape) >= 2:
+        return "tape", by_tape
+    ordered = sorted(recs, key=lambda r: (r.cut_id or r.path, r.start_s or 0))
+    n_blocks = min(5, len(ordered))
+    blocks = np.array_split(np.arange(len(ordered)), n_blocks) if n_blocks else []
+    return "block", {f"block{b}": [ordered[i] for i in idx] for b, idx in enumerate(blocks)}
+
+
+def _size(recs: list[Recording]) -> float:
+    return sum(r.duration_s if r.duration_s else 1.0 for r in recs)
+
+
+def _deal(units: dict[str, list[Recording]], names: list[str], target: float) -> list[str]:
+    """Take units (in the given order) until about `target` is reached; at least one."""
+    taken: list[str] = []
+    total = 0.0
+    for n in names:
+        s = _size(units[n])
+        if total >= target * 0.5 and taken:
+            break
+        if total + s <= target * 1.5 or not taken:
+            taken.append(n)
+            total += s
+    if taken and total > target * 1.5 and len(names) > 1:  # first pick was too big: take the smallest instead
+        smallest = min(names, key=lambda n: _size(units[n]))
+        taken = [smallest]
+    return taken
+
+
+def split_by_encounter(
+    recordings: list[Recording],
+    val_frac: float = 0.15,
+    test_frac: float = 0.2,
+    seed: int = 0,
+    fallback: bool = True,
+) -> tuple[dict[str, str], list[dict]]:
+    """Assign every recording key to train/val/test without splitting an encounter.
+
+    Returns (split by recording key, report rows per label).
+    """
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[Recording]] = defaultdict(list)
+    for r in recordings:
+        by_label[r.label].append(r)
+    assignment: dict[str, str] = {}
+    report = []
+    for label in sorted(by_label):
+        recs = by_label[label]
+        level, units = _units(recs, fallback)
+        names = sorted(units)
+        rng.shuffle(names)
+        total = _size(recs)
+        chosen: dict[str, list[str]] = {"test": [], "val": []}
+        if len(names) >= 2:
+            chosen["test"] = _deal(units, names, test_frac * total)
+            rest = [n for n in names if n not in chosen["test"]]
+            if len(rest) >= 2:
+                chosen["val"] = _deal(units, rest, val_frac * total)
+                if len(chosen["val"]) == len(rest):
+                    chosen["val"] = chosen["val"][:-1]
+        row = {"label": label, "level": level, "units": len(names)}
+        chosen["train"] = [n for n in names if n not in chosen["test"] and n not in chosen["val"]]
+        for split in SPLITS:
+            members = chosen[split]
+            rs = [r for n in members for r in units[n]]
+            for r in rs:
+                assignment[r.key] = split
+            row[f"{split}_recordings"] = len(rs)
+            row[f"{split}_duration_s"] = round(_size(rs), 1)
+            row[f"{split}_units"] = sorted(members)
+        report.append(row)
+    return assignment, report
+
+
+# ---------------------------------------------------------------- windows
+
+
+def _pad(seg: np.ndarray, n: int, rng: np.random.Generator, mode: str) -> tuple[np.ndarray, int]:
+    """Place `seg` at a random position inside `n` samples."""
+    start = int(rng.integers(0, n - len(seg) + 1))
+    if mode == "noise":
+        level = float(np.std(seg)) * 0.05 + 1e-6
+        out = (rng.standard_normal(n) * level).astype(np.float32)
+    else:
+        out = np.zeros(n, dtype=np.float32)
+    out[start : start + len(seg)] = seg
+    return out, start
+
+
+def slice_windows(
+    blocks, n: int, min_last: int, pad
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Consecutive windows of `n` samples from a stream of sample blocks: (start sample, window).
+
+    A last remainder of at least `min_last` samples (or the whole input, when shorter than one
+    window) is padded by `pad(segment, n) -> (window, position)`; its start is then negative or
+    earlier than the segment by the padding before it.
+    """
+    buf = np.zeros(0, dtype=np.float32)
+    consumed = 0
+    emitted = False
+    for block in blocks:
+        buf = np.concatenate([buf, block]) if len(buf) else np.asarray(block, dtype=np.float32)
+        while len(buf) >= n:
+            yield consumed, buf[:n].copy()
+            emitted = True
+            buf, consumed = buf[n:], consumed + n
+    if len(buf) and (len(buf) >= min_last or not emitted):
+        padded, start = pad(buf, n)
+        yield consumed - start, padded
+
+
+def _recording_blocks(rec: Recording, sr: int, offset_s: float) -> Iterator[np.ndarray]:
+    """Stream the recording's stretch [start_s + offset_s, end_s) at `sr`."""
+    lead = int(round(((rec.start_s or 0.0) + offset_s) * sr))
+    limit = None if rec.end_s is None else int(round((rec.end_s - (rec.start_s or 0.0) - offset_s) * sr))
+    pos = given = 0
+    for _, block, _ in audio.stream(rec.path, block_s=60.0, sr=sr):
+        b0, pos = pos, pos + len(block)
+        if pos <= lead:
+            continue
+        block = block[max(0, lead - b0) :]
+        if limit is not None:
+            block = block[: max(0, limit - given)]
+        given += len(block)
+        if len(block):
+            yield block
+        if limit is not None and given >= limit:
+            break
+
+
+def iter_windows(
+    rec: Recording, cfg: PrepareConfig, offset_s: float, rng: np.random.Generator
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield (start_s, samples) windows of one recording, streamed block by block."""
+    sr = cfg.mel.sr
+    first = (rec.start_s or 0.0) + offset_s
+    for start, y in slice_windows(
+        _recording_blocks(rec, sr, offset_s), cfg.mel.window_samples, int(round(cfg.min_last_s * sr)),
+        lambda seg, n: _pad(seg, n, rng, cfg.pad),
+    ):
+        yield first + start / sr, y
+
+
+def balance_plan(train_durations: dict[str, float], cfg: PrepareConfig) -> dict[str, int]:
+    """Slices per label: `extra_slices` for labels below the median training duration, else 1."""
+    if not cfg.balance or not train_durations:
+        return {k: 1 for k in train_durations}
+    median = float(np.median(list(train_durations.values())))
+    return {k: (cfg.extra_slices if d < median else 1) for k, d in train_durations.items()}
+
+
+def plot_class_durations(before: dict[str, float], after: dict[str, float], path: Path) -> bool:
+    """Bar plot of training duration per label before and after balancing; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    labels = sorted(before, key=lambda k: -before[k])
+    x = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(labels) + 2), 4.5))
+    ax.bar(x - 0.2, [before[k] / 60 for k in labels], 0.4, label="before balancing")
+    ax.bar(x + 0.2, [after.get(k, 0) / 60 for k in labels], 0.4, label="after balancing")
+    ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("training audio (minutes)")
+    ax.set_yscale("log")
+    ax.set_title("Class durations in the training split")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _duration(rec: Recording) -> float:
+    if rec.start_s is not None or rec.end_s is not None:
+        end = rec.end_s if rec.end_s is not None else audio.info(rec.path).duration_s
+        return end - (rec.start_s or 0.0)
+    return rec.duration_s if rec.duration_s is not None else audio.info(rec.path).duration_s
+
+
+def prepare(
+    recordings: list[Recording],
+    out: str | Path,
+    cfg: PrepareConfig | None = None,
+    progress=None,
+    on_error=None,
+    source: dict | None = None,
+) -> dict:
+    """Split, slice, balance, augment and featurise `recordings` into the store at `out`.
+
+    `progress(done, total, key)` is called after each recording; `on_error(key, message)` for a
+    recording that cannot be read (it is skipped, the run goes on). Rerunning on the same folder
+    resumes: recordings already written are skipped. Returns the store's config dict.
+    """
+    cfg = cfg or PrepareConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    errors: list[dict] = []
+
+    def fail(key: str, msg: str) -> None:
+        errors.append({"key": key, "error": msg})
+        if on_error:
+            on_error(key, msg)
+
+    # durations (from metadata when known, else the file header); unreadable files are reported
+    usable: list[Recording] = []
+    durations: dict[str, float] = {}
+    for r in recordings:
+        try:
+            durations[r.key] = _duration(r)
+            usable.append(r)
+        except AudioError as exc:
+            fail(r.key, str(exc))
+    from dataclasses import replace
+
+    usable = [replace(r, duration_s=durations[r.key]) for r in usable]
+    assignment, split_report = split_by_encounter(usable, cfg.val_frac, cfg.test_frac, cfg.seed, cfg.fallback_split)
+    train_dur: dict[str, float] = defaultdict(float)
+    for r in usable:
+        if assignment[r.key] == "train":
+            train_dur[r.label] += durations[r.key]
+    slices = balance_plan(dict(train_dur), cfg)
+    labels = sorted({r.label for r in usable})
+    names = {r.label: r.scientific_name for r in usable}
+
+    config = {
+        "format": "deepdive-store/1",
+        "labels": labels,
+        "scientific_names": names,
+        "prepare": cfg.to_dict(),
+        "source": source or {},
+        "split_report": split_report,
+        "slices_per_label": slices,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    cfg_path = out / "config.json"
+    if cfg_path.is_file():
+        old = json.loads(cfg_path.read_text())
+        if old.get("prepare") != json.loads(json.dumps(config["prepare"])) or old.get("labels") != labels:
+            from .errors import DatasetError
+
+            raise DatasetError(f"{out}: holds a store prepared with other settings; choose a new --out folder")
+    atomic_write_json(cfg_path, config)
+
+    writer = StoreWriter(out, cfg.mel.shape, cfg.shard_size)
+    already = done_recordings(out)
+    after: dict[str, float] = defaultdict(float)
+    window_s = cfg.mel.window_s
+    for i, r in enumerate(usable):
+        split = assignment[r.key]
+        passes = slices.get(r.label, 1) if split == "train" else 1
+        n_windows = 0
+        if r.key not in already:
+            # a per-recording seed makes a resumed run write exactly what an uninterrupted one would
+            rng = np.random.default_rng([cfg.seed, i])
+
+            def windows(rec=r, rng=rng, passes=passes):
+                for p in range(passes):
+                    offset = p * window_s / passes if (rec.duration_s or 0) >= window_s else 0.0
+                    for start_s, y in iter_windows(rec, cfg, offset, rng):
+                        aug = ""
+                        if p > 0:
+                            y, info = random_noise_and_gain(y, rng, cfg.snr_db, cfg.gain_db)
+                            aug = json.dumps(info, separators=(",", ":"))
+                        yield log_mel(y, cfg.mel.sr, cfg.mel), start_s, aug
+
+            def row(start_s, aug, last, rec=r, split=split):
+                return {"key": rec.key, "label": rec.label, "split": split, "group": rec.group,
+                        "start_s": f"{start_s:.3f}", "augment": aug, "last": int(last)}
+
+            # one window of lookahead marks the last; windows of a recording that fails midway stay
+            # unmarked, so readers ignore them and a rerun writes the recording again
+            held = None
+            try:
+                for item in windows():
+                    if held is not None:
+                        writer.add(held[0], row(held[1], held[2], False))
+                    held = item
+                    n_windows += 1
+                if held is not None:
+                    writer.add(held[0], row(held[1], held[2], True))
+            except AudioError as exc:
+                fail(r.key, str(exc))
+                n_windows = 0
+        if split == "train":
+            after[r.label] += n_windows * window_s if n_windows else durations[r.key] * passes
+        if progress:
+            progress(i + 1, len(usable), r.key)
+    writer.flush()
+
+    plotted = plot_class_durations(dict(train_dur), dict(after), out / "class_durations.png")
+    config["class_durations_s"] = {"before": dict(train_dur), "after": dict(after)}
+    config["errors"] = errors
+    config["plot"] = "class_durations.png" if plotted else None
+    atomic_write_json(cfg_path, config)
+    return config
+
+
+def format_split_report(report: list[dict]) -> str:
+    """A plain-text table of the split per label."""
+    lines = [f"{'label':36s} {'level':9s} {'train':>12s} {'val':>12s} {'test':>12s}"]
+    for r in report:
+        cells = [f"{r[f'{s}_recordings']:3d} /{r[f'{s}_duration_s']:6.0f}s" for s in SPLITS]
+        lines.append(f"{r['label'][:36]:36s} {r['level']:9s} " + " ".join(f"{c:>12s}" for c in cells))
+    return "\n".join(lines)

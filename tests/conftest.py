@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+WATKINS = SHARED / "watkins"
+
+
+def pytest_collection_modifyitems(config, items):
+    if not (WATKINS / "metadata.csv").is_file():
+        skip = pytest.mark.skip(reason=f"real data not found at {SHARED} (tests marked 'real' need ../shared/data)")
+        for item in items:
+            if "real" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def synth_corpus(tmp_path_factory) -> Path:
+    from deepdive import synth
+
+    return synth.write_corpus(tmp_path_factory.mktemp("corpus"), encounters=3, cuts_per_encounter=4, seed=1)
+
+
+@pytest.fixture(scope="session")
+def small_cfg():
+    from deepdive.features.spectrogram import MelConfig
+    from deepdive.prepare import PrepareConfig
+
+    # a small feature shape keeps the end-to-end test quick on two cores
+    return PrepareConfig(mel=MelConfig(sr=16000, n_fft=1024, hop_length=512, n_mels=48, fmin=20, fmax=8000, window_s=3.0),
+                         min_last_s=1.5, shard_size=32)
+
+
+@pytest.fixture(scope="session")
+def synth_store(synth_corpus, small_cfg, tmp_path_factory) -> Path:
+    from deepdive.datasets import load_watkins
+    from deepdive.prepare import prepare
+
+    out = tmp_path_factory.mktemp("store")
+    prepare(load_watkins(synth_corpus), out, small_cfg, source={"kind": "synthetic", "terms": "synthetic, no terms"})
+    return out
+
+
+@pytest.fixture(scope="session")
+def synth_model(synth_store, tmp_path_factory) -> Path:
+    from deepdive.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("model")
+    train(synth_store, out, TrainConfig(model="deepdive-resnet", epochs=12, patience=12, lr=3e-3, seed=0), progress=False)
+    return out

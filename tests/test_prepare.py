@@ -1,0 +1,135 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from deepdive.datasets import Recording, load_watkins
+from deepdive.features.spectrogram import MelConfig
+from deepdive.prepare import PrepareConfig, balance_plan, iter_windows, prepare, slice_windows, split_by_encounter
+from deepdive.store import FeatureStore
+
+
+def _rec(i, label, group, tape="", dur=10.0, cut=""):
+    return Recording(path=f"/x/{label}{i}.wav", label=label, group=group, tape=tape, cut_id=cut or f"{i:05d}", duration_s=dur)
+
+
+def test_split_keeps_encounters_together_and_is_seeded():
+    recs = [_rec(i, lab, f"{lab}-enc{i % 5}") for lab in ("a", "b", "c") for i in range(40)]
+    a1, rep = split_by_encounter(recs, 0.15, 0.2, seed=3)
+    a2, _ = split_by_encounter(recs, 0.15, 0.2, seed=3)
+    assert a1 == a2
+    side: dict[str, set] = {}
+    for r in recs:
+        side.setdefault(r.group, set()).add(a1[r.key])
+    assert all(len(s) == 1 for s in side.values())
+    for row in rep:  # every label is in all three splits (5 encounters each)
+        assert row["level"] == "encounter" and row["train_recordings"] and row["val_recordings"] and row["test_recordings"]
+
+
+def test_split_falls_back_for_single_encounter_labels():
+    recs = [_rec(i, "one", "enc", tape=f"T{i % 2}") for i in range(10)]  # one encounter, two tapes
+    recs += [_rec(i, "solo", "enc2", tape="T9") for i in range(10)]  # one encounter, one tape
+    assign, rep = split_by_encounter(recs, 0.15, 0.2, seed=0)
+    levels = {r["label"]: r["level"] for r in rep}
+    assert levels == {"one": "tape", "solo": "block"}
+    tapes = {}
+    for r in recs[:10]:
+        tapes.setdefault(r.tape, set()).add(assign[r.key])
+    assert all(len(s) == 1 for s in tapes.values())
+    # blocks are contiguous runs of cuts: the test cuts form one consecutive stretch
+    solo_test = sorted(int(r.cut_id) for r in recs[10:] if assign[r.key] == "test")
+    assert solo_test and solo_test == list(range(solo_test[0], solo_test[-1] + 1))
+    strict, rep2 = split_by_encounter(recs, fallback=False)
+    assert {strict[r.key] for r in recs[:10]} == {"train"}
+
+
+def test_slicing_rules():
+    n, min_last = 50, 30
+    pad = lambda seg, n: (np.pad(seg, (0, n - len(seg))), 0)  # noqa: E731
+    # 2 full windows + a 35-sample remainder (>= min_last) kept
+    w = list(slice_windows([np.ones(70), np.ones(65)], n, min_last, pad))
+    assert [s for s, _ in w] == [0, 50, 100] and all(len(x) == n for _, x in w)
+    # remainder of 20 (< min_last) dropped
+    assert len(list(slice_windows([np.ones(120)], n, min_last, pad))) == 2
+    # shorter than a window: padded, kept
+    (only,) = slice_windows([np.ones(10)], n, min_last, pad)
+    assert only[1][:10].sum() == 10 and only[1][10:].sum() == 0
+
+
+def test_iter_windows_random_padding(tmp_path):
+    p = tmp_path / "short.wav"
+    sf.write(p, np.ones(16000, np.float32) * 0.5, 16000)  # 1 s at 16 kHz
+    cfg = PrepareConfig(mel=MelConfig(sr=16000, n_fft=512, hop_length=256, n_mels=32, fmax=8000, window_s=3.0))
+    rec = Recording(str(p), "a", "g")
+    starts = set()
+    for seed in range(5):
+        ((start, y),) = iter_windows(rec, cfg, 0.0, np.random.default_rng(seed))
+        assert len(y) == 48000 and np.count_nonzero(y) == pytest.approx(16000, abs=20)
+        starts.add(start)
+    assert len(starts) > 1  # the call lands at different positions
+
+
+def test_stretch_of_a_recording(tmp_path):
+    p = tmp_path / "long.wav"
+    sr = 8000
+    sf.write(p, np.arange(sr * 10, dtype=np.float32) / (sr * 10), sr)
+    cfg = PrepareConfig(mel=MelConfig(sr=sr, n_fft=256, hop_length=128, n_mels=16, fmax=4000, window_s=2.0))
+    rec = Recording(str(p), "a", "g", start_s=3.0, end_s=7.5)
+    w = list(iter_windows(rec, cfg, 0.0, np.random.default_rng(0)))
+    assert [round(s, 3) for s, _ in w] == [3.0, 5.0]  # 0.5 s remainder dropped (min_last 3 s > 0.5)
+    assert w[0][1][0] == pytest.approx(0.3, abs=1e-3)
+
+
+def test_balance_plan():
+    cfg = PrepareConfig()
+    plan = balance_plan({"big": 1000.0, "mid": 100.0, "small": 10.0, "tiny": 5.0}, cfg)
+    assert plan == {"big": 1, "mid": 1, "small": 3, "tiny": 3}
+    assert set(balance_plan({"a": 1.0, "b": 100.0}, PrepareConfig(balance=False)).values()) == {1}
+
+
+def test_prepare_store(synth_corpus, small_cfg, tmp_path):
+    recs = load_watkins(synth_corpus)
+    cfg = PrepareConfig(**{**small_cfg.__dict__})
+    config = prepare(recs, tmp_path / "store", cfg)
+    s = FeatureStore(tmp_path / "store")
+    assert s.features(0).shape == cfg.mel.shape
+    by_split = {sp: s.indices(sp) for sp in ("train", "val", "test")}
+    assert all(by_split.values())
+    # encounters never straddle splits
+    groups = {}
+    for r in s.rows:
+        groups.setdefault(r["group"], set()).add(r["split"])
+    assert all(len(v) == 1 for v in groups.values())
+    # augmentation only in training
+    assert not any(s.rows[i]["augment"] for i in by_split["val"] + by_split["test"])
+    under = [lab for lab, k in config["slices_per_label"].items() if k == 3]
+    assert under, "some label falls below the median"
+    aug = [s.rows[i] for i in by_split["train"] if s.rows[i]["augment"]]
+    assert aug and {r["label"] for r in aug} <= set(under)
+    assert {"snr_db", "gain_db"} <= set(json.loads(aug[0]["augment"]))
+    assert (tmp_path / "store" / "class_durations.png").is_file()
+    after, before = config["class_durations_s"]["after"], config["class_durations_s"]["before"]
+    assert all(after[lab] > before[lab] for lab in under)
+
+
+def test_prepare_resumes_and_reports_bad_files(synth_corpus, small_cfg, tmp_path):
+    recs = load_watkins(synth_corpus)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio")
+    from dataclasses import replace
+
+    recs = recs + [replace(recs[0], path=str(bad), cut_id="bad", duration_s=None)]
+    out = tmp_path / "store"
+    errors = []
+    prepare(recs[:30], out, small_cfg, on_error=lambda k, m: errors.append(k))
+    first = len(FeatureStore(out))
+    # an interrupted run: remove the newest shard, as if killed before it was written
+    shards = sorted((out / "shards").glob("*.npy"))
+    shards[-1].unlink()
+    (shards[-1].with_suffix(".csv")).unlink()
+    assert len(FeatureStore(out)) < first
+    prepare(recs[:30], out, small_cfg)
+    assert len(FeatureStore(out)) == first
+    full = prepare(recs, tmp_path / "store2", small_cfg, on_error=lambda k, m: errors.append(k))
+    assert str(bad) in errors and full["errors"][0]["key"] == str(bad)

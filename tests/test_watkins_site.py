@@ -1,0 +1,140 @@
+"""The downloader against a local HTTP server serving pages in the Watkins site's format."""
+
+import functools
+import http.server
+import io
+import threading
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from deepdive.datasets import load_watkins
+from deepdive.datasets.watkins_site import download, list_cuts, list_species
+from deepdive.errors import DownloadError
+
+INDEX = """<html><body><div class="row">
+<div class="large-3 columns"><a href="bestOf.cfm?code=AA3A">Northern Right Whale</a></div>
+<div class="large-3 columns"><a href="bestOf.cfm?code=BA2A">Sperm Whale</a></div>
+<div class="large-3 columns"><a href="fullCuts.cfm">All cuts</a></div></div></body></html>"""
+
+
+def _species_page(cuts):
+    rows = "".join(
+        f"<tr><td>{c}</td><td>{d}</td><td><a href=\"javascript:popUpWin('metaData.cfm?RN={c}');\">Metadata</a></td>"
+        f"<td><a href=\"WhaleSounds/{c}.wav\" target=\"_blank\">Download</a></td></tr>"
+        for c, d in cuts
+    )
+    return f"<html><body><table><tr><th>Cut</th><th>Date</th><th></th><th></th></tr>{rows}</table></body></html>"
+
+
+def _meta_page(cut, date, sr, other=""):
+    return (f"<html><body><table><tr><td>Watkins</td></tr></table><table>"
+            f"<tr><td>RN:</td><td>{cut}</td></tr><tr><td>Common Name:</td><td>x</td></tr>"
+            f"<tr><td>Scientific Name:</td><td>Eubalaena glacialis</td></tr>"
+            f"<tr><td>Date:</td><td>{date}</td></tr><tr><td>Location:</td><td>N41 W071</td></tr>"
+            f"<tr><td>Sample Rate:</td><td>{sr}</td></tr><tr><td>Also Present:</td><td>{other}</td></tr>"
+            f"</table></body></html>")
+
+
+def _wav(sr, seconds):
+    buf = io.BytesIO()
+    sf.write(buf, np.sin(np.arange(int(sr * seconds)) / 5) * 0.3, sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+class Site:
+    def __init__(self):
+        self.files = {"/index.cfm": INDEX.encode(),
+                      "/bestOf.cfm?code=AA3A": _species_page([("5601601O", "3-Apr-1956"), ("56017007", "3-Apr-1956")]).encode(),
+                      "/bestOf.cfm?code=BA2A": _species_page([("72009001", "6-Aug-1972")]).encode(),
+                      "/metaData.cfm?RN=5601601O": _meta_page("5601601O", "3-Apr-1956", 8000, "Ship noise").encode(),
+                      "/metaData.cfm?RN=56017007": _meta_page("56017007", "3-Apr-1956", 10200).encode(),
+                      "/metaData.cfm?RN=72009001": _meta_page("72009001", "6-Aug-1972", 40960).encode(),
+                      "/WhaleSounds/5601601O.wav": _wav(8000, 1.5),
+                      "/WhaleSounds/56017007.wav": _wav(10200, 2.0),
+                      "/WhaleSounds/72009001.wav": _wav(40960, 1.0)}
+        self.requests: list[tuple[str, str | None]] = []
+        self.cut_short: set[str] = set()  # paths whose first response is cut off
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def __init__(self, *a, site=None, **k):
+        self.site = site
+        super().__init__(*a, **k)
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        rng = self.headers.get("Range")
+        self.site.requests.append((self.path, rng))
+        body = self.site.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        start = int(rng.split("=")[1].split("-")[0]) if rng else 0
+        part = body[start:]
+        self.send_response(206 if rng else 200)
+        self.send_header("Content-Length", str(len(part)))
+        self.end_headers()
+        if self.path in self.site.cut_short:
+            self.site.cut_short.discard(self.path)
+            self.wfile.write(part[: len(part) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            return
+        self.wfile.write(part)
+
+
+@pytest.fixture
+def site():
+    s = Site()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, site=s))
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    s.url = f"http://127.0.0.1:{server.server_address[1]}/"
+    yield s
+    server.shutdown()
+
+
+def test_pages_parsed(site):
+    assert list_species(site.url) == [("Northern Right Whale", "AA3A"), ("Sperm Whale", "BA2A")]
+    cuts = list_cuts(site.url, "AA3A")
+    assert [c[0] for c in cuts] == ["5601601O", "56017007"]
+    assert cuts[0][1].endswith("/WhaleSounds/5601601O.wav") and cuts[0][2].endswith("metaData.cfm?RN=5601601O")
+
+
+def test_download_resume_and_verify(site, tmp_path):
+    site.cut_short.add("/WhaleSounds/56017007.wav")
+    errors = []
+    got = download(tmp_path, base_url=site.url, species=["Northern Right Whale"], on_error=errors.append)
+    assert got["failed"] == 1 and "rerun to resume" in errors[0]
+    assert (tmp_path / "Northern_Right_Whale" / "56017007.wav.part").is_file()
+    site.requests.clear()
+    got = download(tmp_path, base_url=site.url, species=["Northern Right Whale"])
+    assert got == {"downloaded": 1, "skipped": 1, "failed": 0}
+    ranged = [r for p, r in site.requests if p.endswith("56017007.wav")]
+    assert ranged and ranged[0] and ranged[0].startswith("bytes=")  # resumed, not restarted
+    recs = load_watkins(tmp_path)
+    assert sorted(r.cut_id for r in recs) == ["5601601O", "56017007"]
+    assert {r.group for r in recs} == {recs[0].group}  # same date: one encounter
+    first = next(r for r in recs if r.cut_id == "5601601O")
+    assert first.scientific_name == "Eubalaena glacialis" and first.also_present == "Ship noise"
+    assert first.sample_rate == 8000 and first.duration_s == pytest.approx(1.5)
+    assert (tmp_path / "CREDIT.txt").read_text().startswith("Recordings from the Watkins")
+
+
+def test_download_rejects_a_file_that_is_not_audio(site, tmp_path):
+    site.files["/WhaleSounds/72009001.wav"] = b"<html>error page</html>"
+    errors = []
+    got = download(tmp_path, base_url=site.url, species=["Sperm Whale"], on_error=errors.append)
+    assert got["failed"] == 1 and "not readable audio" in errors[0]
+    assert not (tmp_path / "Sperm_Whale" / "72009001.wav").exists()
+
+
+def test_unknown_species_and_unreachable(site, tmp_path):
+    with pytest.raises(DownloadError, match="Blue Whale"):
+        download(tmp_path, base_url=site.url, species=["Blue Whale"])
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download(tmp_path, base_url=site.url + "nothing/")
