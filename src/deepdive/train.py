@@ -29,7 +29,7 @@ class TrainConfig:
     seed: int = 0
     class_weights: bool = True
     spec_augment: bool = True
-    mixup: float = 0.0
+    mixup: float = 0.4
     threads: int = 0
 
 
@@ -177,6 +177,7 @@ def train(store_path: str | Path, out: str | Path, cfg: TrainConfig | None = Non
             row["lr"] = opt.param_groups[0]["lr"]
             row["seconds"] = round(time.time() - t0, 1)
             history.append(row)
+            _write_history(history, out / "history.csv")  # readable while training runs
             score = row[monitor]
             if score < best[0]:
                 best = (score, epoch)

@@ -59,9 +59,11 @@ class _Block(nn.Module):
 
 
 class DeepdiveResNet(nn.Module):
-    def __init__(self, n_classes: int, input_shape: tuple[int, int], widths=(24, 48, 96, 128), dropout: float = 0.3) -> None:
+    def __init__(self, n_classes: int, input_shape: tuple[int, int], widths=(32, 64, 96, 128), dropout: float = 0.3) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(2, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
+        # a strided stem halves both axes at once: four times less work in the widest block
+        self.stem = nn.Sequential(nn.Conv2d(2, widths[0], 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(widths[0]),
+                                  nn.ReLU())
         stages: list[nn.Module] = []
         c_in = widths[0]
         for i, c in enumerate(widths):
