@@ -6,7 +6,6 @@ duration: preparation streams windows into shards, so peak memory should not gro
 
 import argparse
 import csv
-import resource
 import subprocess
 import sys
 import tempfile

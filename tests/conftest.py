@@ -49,5 +49,5 @@ def synth_model(synth_store, tmp_path_factory) -> Path:
     from deepdive.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("model")
-    train(synth_store, out, TrainConfig(model="deepdive-resnet", epochs=12, patience=12, lr=3e-3, seed=0), progress=False)
+    train(synth_store, out, TrainConfig(model="deepdive-resnet", epochs=20, patience=20, lr=3e-3, seed=0), progress=False)
     return out

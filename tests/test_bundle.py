@@ -24,7 +24,7 @@ def test_missing_and_broken_bundles(tmp_path):
         Bundle.load(tmp_path / "b")
     (tmp_path / "b" / "card.json").write_text(json.dumps({"labels": [{"species": "a"}], "features": {}}))
     with pytest.raises(ModelError, match="ONNX Runtime"):
-        Bundle.load(tmp_path / "b").session
+        _ = Bundle.load(tmp_path / "b").session
 
 
 def test_bundled_species_model_is_shipped():

@@ -6,7 +6,14 @@ import soundfile as sf
 
 from deepdive.datasets import Recording, load_watkins
 from deepdive.features.spectrogram import MelConfig
-from deepdive.prepare import PrepareConfig, balance_plan, iter_windows, prepare, slice_windows, split_by_encounter
+from deepdive.prepare import (
+    PrepareConfig,
+    balance_plan,
+    iter_windows,
+    prepare,
+    slice_windows,
+    split_by_encounter,
+)
 from deepdive.store import FeatureStore
 
 

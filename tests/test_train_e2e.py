@@ -29,7 +29,7 @@ def test_evaluation_well_above_chance(synth_model, synth_store, tmp_path):
     report = evaluate_store(synth_model, synth_store, "test")
     chance = 1 / 5
     assert report["recording"]["n"] >= 10
-    assert report["recording"]["accuracy"] >= 0.6 > chance
+    assert report["recording"]["accuracy"] >= 0.75 > 3 * chance  # measured 0.95 with this seed
     assert report["window"]["top3_accuracy"] >= report["window"]["accuracy"]
     assert set(report["recording"]["per_species"]) <= set(report["labels"])
     write_report(report, tmp_path)

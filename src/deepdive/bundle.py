@@ -97,6 +97,17 @@ class Bundle:
         return softmax(self.logits(feats, batch_size))
 
 
+def update_card_metrics(bundle_dir: str | Path, metrics: dict) -> None:
+    """Write evaluation figures into a bundle's card (atomically)."""
+    from .store import atomic_write_json
+
+    path = Path(bundle_dir) / "card.json"
+    card = json.loads(path.read_text(encoding="utf-8"))
+    card["metrics"] = metrics
+    atomic_write_json(path, card)
+    _cache.pop(str(Path(bundle_dir).resolve()), None)
+
+
 _cache: dict[str, Bundle] = {}
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -27,13 +27,13 @@ def _fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
     csv = "csv"
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     watkins = "watkins"
     folders = "folders"
     manifest = "manifest"
@@ -56,15 +56,21 @@ def classify(
     except DeepdiveError as exc:
         _fail(str(exc))
         raise typer.Exit(1) from None
+    from rich.progress import Progress
+
     results, failed = [], False
-    for f in files:
-        try:
-            results.append({"file": str(f), "ranking": rank(f, model=bundle, top=top)})
-        except DeepdiveError as exc:
-            failed = True
-            msg = str(exc)
-            results.append({"file": str(f), "error": msg})
-            _fail(msg if msg.startswith(str(f)) else f"{f}: {msg}")
+    # progress on stderr, only for several files: stdout stays clean for JSON and CSV
+    with Progress(console=_console(stderr=True), transient=True, disable=len(files) < 3) as bar:
+        task = bar.add_task("ranking", total=len(files))
+        for f in files:
+            try:
+                results.append({"file": str(f), "ranking": rank(f, model=bundle, top=top)})
+            except DeepdiveError as exc:
+                failed = True
+                msg = str(exc)
+                results.append({"file": str(f), "error": msg})
+                _fail(msg if msg.startswith(str(f)) else f"{f}: {msg}")
+            bar.advance(task)
     if format is Format.json:
         print(rankings_json(results))
     elif format is Format.csv:
@@ -166,14 +172,9 @@ def evaluate(
             report["data"] = str(data)
         folder = write_report(report, out or model / "eval")
         if update_card and report["split"] == "test":
-            from .store import atomic_write_json
+            from .bundle import update_card_metrics
 
-            import json
-
-            card_path = model / "card.json"
-            card = json.loads(card_path.read_text())
-            card["metrics"] = {"test": summary(report)}
-            atomic_write_json(card_path, card)
+            update_card_metrics(model, {"test": summary(report)})
     except DeepdiveError as exc:
         _fail(str(exc))
         raise typer.Exit(1) from None

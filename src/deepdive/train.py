@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -251,10 +250,3 @@ def _version() -> str:
     from . import __version__
 
     return __version__
-
-
-def update_card_metrics(bundle_dir: str | Path, metrics: dict) -> None:
-    path = Path(bundle_dir) / "card.json"
-    card = json.loads(path.read_text())
-    card["metrics"] = metrics
-    atomic_write_json(path, card)

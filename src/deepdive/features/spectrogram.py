@@ -86,8 +86,8 @@ def _hann(n_fft: int) -> np.ndarray:
     return w
 
 
-def stft_power(y: np.ndarray, n_fft: int = 2048, hop_length: int = 512, center: bool = True) -> np.ndarray:
-    """|STFT|^2 with a periodic Hann window, shape (1 + n_fft // 2, n_frames), float32."""
+def _frames_power(y: np.ndarray, n_fft: int, hop_length: int, center: bool) -> np.ndarray:
+    """|STFT|^2 frame-major, shape (n_frames, 1 + n_fft // 2), float32."""
     y = np.asarray(y, dtype=np.float32)
     if center:
         y = np.pad(y, n_fft // 2, mode="constant")
@@ -97,13 +97,19 @@ def stft_power(y: np.ndarray, n_fft: int = 2048, hop_length: int = 512, center: 
     frames = np.lib.stride_tricks.as_strided(
         y, shape=(n_frames, n_fft), strides=(y.strides[0] * hop_length, y.strides[0]), writeable=False
     )
-    out = np.empty((1 + n_fft // 2, n_frames), dtype=np.float32)
+    out = np.empty((n_frames, 1 + n_fft // 2), dtype=np.float32)
     window = _hann(n_fft)
-    step = max(1, (1 << 22) // n_fft)  # bound the temporary complex array to a few MB
+    step = max(1, (1 << 20) // n_fft)  # bound the temporaries to a few MB (and keep them in cache)
     for i in range(0, n_frames, step):
         spec = np.fft.rfft(frames[i : i + step] * window, axis=1)
-        out[:, i : i + step] = (spec.real**2 + spec.imag**2).T
+        np.square(spec.real, out=out[i : i + step])
+        out[i : i + step] += np.square(spec.imag)
     return out
+
+
+def stft_power(y: np.ndarray, n_fft: int = 2048, hop_length: int = 512, center: bool = True) -> np.ndarray:
+    """|STFT|^2 with a periodic Hann window, shape (1 + n_fft // 2, n_frames), float32."""
+    return _frames_power(y, n_fft, hop_length, center).T
 
 
 def melspectrogram(
@@ -116,9 +122,8 @@ def melspectrogram(
     fmax: float | None = None,
 ) -> np.ndarray:
     """Mel power spectrogram, shape (n_mels, n_frames); librosa.feature.melspectrogram's defaults."""
-    return mel_filterbank(sr, n_fft, n_mels, float(fmin), None if fmax is None else float(fmax)) @ stft_power(
-        y, n_fft, hop_length
-    )
+    fb = mel_filterbank(sr, n_fft, n_mels, float(fmin), None if fmax is None else float(fmax))
+    return (_frames_power(y, n_fft, hop_length, True) @ fb.T).T
 
 
 def power_to_db(
