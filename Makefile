@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint bundle bench clean
+.PHONY: demo test bundle bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -37,6 +37,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_mel.py
 	$(BIN)/python benchmarks/bench_cold_start.py
 	$(BIN)/python benchmarks/bench_onnx_vs_torch.py
+	$(BIN)/python benchmarks/bench_prepare_memory.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

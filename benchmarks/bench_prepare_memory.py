@@ -36,7 +36,7 @@ def main():
         print(f"watkins: {len(rows)} cuts, {watkins_s / 3600:.2f} h of audio: peak RSS {rss:.0f} MB, {secs:.0f} s")
         from deepdive import synth
 
-        # 16 labels x 12 encounters x N cuts of 2-60 s: same number of labels, ten times the audio
+        # 5 synthetic labels x 12 encounters x N cuts of 2-60 s: ten times the audio
         t = time.time()
         target = watkins_s * args.scale
         per_cut = 31.0

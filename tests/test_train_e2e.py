@@ -85,3 +85,16 @@ def test_bundle_loads_and_predicts(synth_model):
     b = Bundle.load(synth_model)
     p = b.predict(np.full((3, *b.mel.shape), -40.0, np.float32))
     assert p.shape == (3, 5) and np.allclose(p.sum(1), 1, atol=1e-5)
+
+
+def test_metrics_by_hand():
+    from deepdive.evaluate import metrics
+
+    probs = np.array([[0.7, 0.2, 0.1], [0.5, 0.4, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3]])
+    m = metrics(np.array([0, 1, 2, 2]), probs, ["a", "b", "c"])
+    assert m["accuracy"] == 0.5 and m["top3_accuracy"] == 1.0
+    assert m["per_species"]["b"]["recall"] == 0.0 and m["per_species"]["c"]["recall"] == 0.5
+    assert m["per_species"]["c"]["top3_recall"] == 1.0
+    # F1: a = 2*(0.5*1)/(1.5) = 0.667, b = 0, c = 2*(1*0.5)/1.5 = 0.667
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0 + 2 / 3) / 3, abs=1e-4)
+    assert m["confusion"] == [[1, 0, 0], [1, 0, 0], [0, 1, 1]]

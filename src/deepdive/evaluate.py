@@ -23,6 +23,7 @@ def metrics(y_true: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict:
         return {"n": 0}
     pred = probs.argmax(1)
     top3 = np.argsort(-probs, axis=1)[:, :3]
+    hit3 = (top3 == y_true[:, None]).any(1)
     cm = np.zeros((k, k), dtype=int)
     np.add.at(cm, (y_true, pred), 1)
     present = sorted(set(y_true.tolist()))
@@ -36,12 +37,13 @@ def metrics(y_true: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict:
         precision = tp / predicted if predicted else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         f1s.append(f1)
-        per[labels[i]] = {"recall": round(float(recall), 4), "precision": round(float(precision), 4),
+        per[labels[i]] = {"recall": round(float(recall), 4), "top3_recall": round(float(hit3[y_true == i].mean()), 4),
+                          "precision": round(float(precision), 4),
                           "f1": round(float(f1), 4), "support": int(support)}
     return {
         "n": int(len(y_true)),
         "accuracy": round(float((pred == y_true).mean()), 4),
-        "top3_accuracy": round(float((top3 == y_true[:, None]).any(1).mean()), 4),
+        "top3_accuracy": round(float(hit3.mean()), 4),
         "macro_f1": round(float(np.mean(f1s)), 4),
         "per_species": per,
         "confusion": cm.tolist(),
@@ -49,12 +51,10 @@ def metrics(y_true: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict:
 
 
 def _plot_confusion(cm: np.ndarray, labels: list[str], title: str, path: Path) -> bool:
-    try:
-        import matplotlib
+    from .plots import pyplot, save
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     rows = cm.sum(1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm, dtype=float), where=rows > 0)
@@ -72,9 +72,7 @@ def _plot_confusion(cm: np.ndarray, labels: list[str], title: str, path: Path) -
     ax.set_ylabel("true")
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.04, label="share of the true class")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
     return True
 
 
@@ -162,11 +160,11 @@ def markdown_report(report: dict) -> str:
                          f"{m['top3_accuracy']:.3f} | {m['macro_f1']:.3f} |")
     rec = report["recording"]
     if rec.get("n"):
-        lines += ["", "Per species (recording level):", "", "| species | split level | recordings | recall | F1 |",
-                  "|---|---|---:|---:|---:|"]
+        lines += ["", "Per species (recording level):", "",
+                  "| species | split level | recordings | recall (top-1) | top-3 | F1 |", "|---|---|---:|---:|---:|---:|"]
         for lab, m in rec["per_species"].items():
             lines.append(f"| {lab} | {report.get('split_levels', {}).get(lab, '')} | {m['support']} | "
-                         f"{m['recall']:.2f} | {m['f1']:.2f} |")
+                         f"{m['recall']:.2f} | {m['top3_recall']:.2f} | {m['f1']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -191,7 +189,8 @@ def summary(report: dict) -> dict:
         if m.get("n"):
             out[level] = {k: m[k] for k in ("n", "accuracy", "top3_accuracy", "macro_f1")}
     if report["recording"].get("n"):
-        out["per_species_recall"] = {k: v["recall"] for k, v in report["recording"]["per_species"].items()}
+        out["per_species"] = {k: {"recall": v["recall"], "top3_recall": v["top3_recall"], "f1": v["f1"],
+                                  "support": v["support"]} for k, v in report["recording"]["per_species"].items()}
     enc = report.get("encounter_disjoint", {}).get("recording", {})
     if enc.get("n"):
         out["encounter_disjoint_recording"] = {k: enc[k] for k in ("n", "accuracy", "top3_accuracy", "macro_f1")}

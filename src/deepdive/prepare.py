@@ -237,12 +237,10 @@ def balance_plan(train_durations: dict[str, float], cfg: PrepareConfig) -> dict[
 
 def plot_class_durations(before: dict[str, float], after: dict[str, float], path: Path) -> bool:
     """Bar plot of training duration per label before and after balancing; False without matplotlib."""
-    try:
-        import matplotlib
+    from .plots import pyplot, save
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     labels = sorted(before, key=lambda k: -before[k])
     x = np.arange(len(labels))
@@ -254,9 +252,7 @@ def plot_class_durations(before: dict[str, float], after: dict[str, float], path
     ax.set_yscale("log")
     ax.set_title("Class durations in the training split")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
     return True
 
 

@@ -73,12 +73,10 @@ def _evaluate(model: nn.Module, store: FeatureStore, idx: list[int], y: np.ndarr
 
 
 def plot_history(history: list[dict], path: Path) -> bool:
-    try:
-        import matplotlib
+    from .plots import pyplot, save
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     ep = [h["epoch"] for h in history]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -92,9 +90,7 @@ def plot_history(history: list[dict], path: Path) -> bool:
     a2.set_xlabel("epoch")
     a2.set_ylabel("window accuracy")
     a2.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
     return True
 
 
