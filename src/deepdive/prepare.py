@@ -25,7 +25,7 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -278,6 +278,10 @@ def prepare(
     resumes: recordings already written are skipped. Returns the store's config dict.
     """
     cfg = cfg or PrepareConfig()
+    if cfg.pad not in ("zeros", "noise"):
+        from .errors import DatasetError
+
+        raise DatasetError(f"{out}: unknown padding '{cfg.pad}'; use zeros or noise")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     errors: list[dict] = []
@@ -296,8 +300,6 @@ def prepare(
             usable.append(r)
         except AudioError as exc:
             fail(r.key, str(exc))
-    from dataclasses import replace
-
     usable = [replace(r, duration_s=durations[r.key]) for r in usable]
     assignment, split_report = split_by_encounter(usable, cfg.val_frac, cfg.test_frac, cfg.seed, cfg.fallback_split)
     train_dur: dict[str, float] = defaultdict(float)
