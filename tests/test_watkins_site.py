@@ -138,3 +138,18 @@ def test_unknown_species_and_unreachable(site, tmp_path):
         download(tmp_path, base_url=site.url, species=["Blue Whale"])
     with pytest.raises(DownloadError, match="HTTP 404"):
         download(tmp_path, base_url=site.url + "nothing/")
+
+
+def test_cli_data_watkins(site, tmp_path):
+    from typer.testing import CliRunner
+
+    from deepdive.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["data", "watkins", "--out", str(tmp_path), "--base-url", site.url, "--species", "Sperm Whale"])
+    assert res.exit_code == 0, res.stdout
+    assert "1 downloaded, 0 already there, 0 failed" in res.stdout
+    res = runner.invoke(app, ["data", "watkins", "--out", str(tmp_path), "--base-url", site.url, "--species", "Sperm Whale"])
+    assert "0 downloaded, 1 already there" in res.stdout
+    res = runner.invoke(app, ["data", "watkins", "--out", str(tmp_path), "--base-url", site.url + "gone/"])
+    assert res.exit_code == 1 and res.stderr.startswith("error: ") and "HTTP 404" in res.stderr
