@@ -90,7 +90,7 @@ def evaluate_store(model, store_path: str | Path, split: str = "test") -> dict:
     bundle = resolve(model)
     store = FeatureStore(store_path)
     store_mel = store.config["prepare"]["mel"]
-    if {k: store_mel[k] for k in store_mel} != {k: bundle.card["features"].get(k) for k in store_mel}:
+    if store_mel != {k: bundle.card["features"].get(k) for k in store_mel}:
         raise ModelError(f"{store_path}: prepared with other features than {bundle.path}; prepare it again with the model's settings")
     idx = store.indices(None if split == "all" else split)
     known = {lab: i for i, lab in enumerate(bundle.labels)}

@@ -33,7 +33,7 @@ import numpy as np
 from . import audio
 from .augment import random_noise_and_gain
 from .datasets.base import Recording
-from .errors import AudioError
+from .errors import AudioError, DatasetError
 from .features.spectrogram import MelConfig, log_mel
 from .store import StoreWriter, atomic_write_json, done_recordings
 
@@ -279,8 +279,6 @@ def prepare(
     """
     cfg = cfg or PrepareConfig()
     if cfg.pad not in ("zeros", "noise"):
-        from .errors import DatasetError
-
         raise DatasetError(f"{out}: unknown padding '{cfg.pad}'; use zeros or noise")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -324,8 +322,6 @@ def prepare(
     if cfg_path.is_file():
         old = json.loads(cfg_path.read_text())
         if old.get("prepare") != json.loads(json.dumps(config["prepare"])) or old.get("labels") != labels:
-            from .errors import DatasetError
-
             raise DatasetError(f"{out}: holds a store prepared with other settings; choose a new --out folder")
     atomic_write_json(cfg_path, config)
 

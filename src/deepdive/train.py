@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .features.spectrogram import MelConfig
 from .models import build
 from .store import FeatureStore, atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -120,8 +121,7 @@ def train(store_path: str | Path, out: str | Path, cfg: TrainConfig | None = Non
     loss_fn = nn.CrossEntropyLoss(weight=weight_t)
     eval_loss = nn.CrossEntropyLoss()  # validation loss unweighted: it picks the best epoch
 
-    mel = store.config["prepare"]["mel"]
-    shape = (mel["n_mels"], 1 + int(round(mel["window_s"] * mel["sr"])) // mel["hop_length"])
+    shape = MelConfig.from_dict(store.config["prepare"]["mel"]).shape
     model = build(cfg.model, len(labels), shape)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * ((len(tr) + cfg.batch_size - 1) // cfg.batch_size)
