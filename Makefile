@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: demo test bundle bench clean
+.PHONY: demo test bundle detector bench bench-detectors clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,13 +31,27 @@ bundle: $(VENV)/.installed-dev
 	$(BIN)/deepdive train runs/watkins-store --model deepdive-resnet --out runs/species-model
 	$(BIN)/deepdive evaluate runs/species-model runs/watkins-store --split test --out runs/species-model/eval
 	rm -rf src/deepdive/bundled/species && mkdir -p src/deepdive/bundled/species
-	cp runs/species-model/model.onnx runs/species-model/card.json src/deepdive/bundled/species/
+	cp runs/species-model/model.onnx runs/species-model/card.json runs/species-model/model.pt src/deepdive/bundled/species/
+
+# Rebuild the bundled right-whale detector from ../shared/data/rightwhale2k (a few minutes on 2 cores).
+detector: $(VENV)/.installed-dev
+	rm -rf runs/rightwhale-store runs/detector-model
+	$(BIN)/deepdive prepare kaggle ../shared/data/rightwhale2k --out runs/rightwhale-store
+	$(BIN)/deepdive train runs/rightwhale-store --model detector-cnn --out runs/detector-model
+	$(BIN)/deepdive evaluate runs/detector-model runs/rightwhale-store --split test
+	rm -rf src/deepdive/bundled/detector && mkdir -p src/deepdive/bundled/detector
+	cp runs/detector-model/model.onnx runs/detector-model/card.json runs/detector-model/model.pt src/deepdive/bundled/detector/
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_mel.py
 	$(BIN)/python benchmarks/bench_cold_start.py
 	$(BIN)/python benchmarks/bench_onnx_vs_torch.py
 	$(BIN)/python benchmarks/bench_prepare_memory.py
+	$(BIN)/python benchmarks/bench_detectors.py
+
+# Train and compare the detector families on ../shared/data/rightwhale2k (about 40 minutes with --cv).
+bench-detectors: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/compare_detectors.py --cv
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -27,7 +27,7 @@ def rate(fn, x, seconds=4.0):
 
 def main():
     bundle = resolve(None, "species")
-    shape = bundle.mel.shape
+    shape = bundle.features.shape
     model = build(bundle.card["model"], len(bundle.labels), shape).eval()
     weights = Path("runs/species-model/model.pt")
     if weights.is_file():
@@ -39,7 +39,7 @@ def main():
         with torch.inference_mode():
             r_torch = rate(lambda a: model(torch.from_numpy(a)).numpy(), x)
         print(f"batch {batch:2d}: onnxruntime {r_onnx:8.1f} windows/s, torch eager {r_torch:8.1f} windows/s, "
-              f"ratio {r_onnx / r_torch:4.2f}x  ({r_onnx * bundle.mel.window_s:,.0f} s of audio per second)")
+              f"ratio {r_onnx / r_torch:4.2f}x  ({r_onnx * bundle.features.window_s:,.0f} s of audio per second)")
 
 
 if __name__ == "__main__":

@@ -7,10 +7,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 WATKINS = SHARED / "watkins"
+RIGHTWHALE = SHARED / "rightwhale2k"
 
 
 def pytest_collection_modifyitems(config, items):
-    if not (WATKINS / "metadata.csv").is_file():
+    if not (WATKINS / "metadata.csv").is_file() or not (RIGHTWHALE / "train.csv").is_file():
         skip = pytest.mark.skip(reason=f"real data not found at {SHARED} (tests marked 'real' need ../shared/data)")
         for item in items:
             if "real" in item.keywords:
@@ -30,7 +31,7 @@ def small_cfg():
     from deepdive.prepare import PrepareConfig
 
     # a small feature shape keeps the end-to-end test quick on two cores
-    return PrepareConfig(mel=MelConfig(sr=16000, n_fft=1024, hop_length=512, n_mels=48, fmin=20, fmax=8000, window_s=3.0),
+    return PrepareConfig(features=MelConfig(sr=16000, n_fft=1024, hop_length=512, n_mels=48, fmin=20, fmax=8000, window_s=3.0),
                          min_last_s=1.5, shard_size=32)
 
 
@@ -50,4 +51,38 @@ def synth_model(synth_store, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("model")
     train(synth_store, out, TrainConfig(model="deepdive-resnet", epochs=20, patience=20, lr=3e-3, seed=0), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def synth_kaggle(tmp_path_factory) -> Path:
+    from deepdive import synth
+
+    return synth.write_kaggle(tmp_path_factory.mktemp("kaggle"), tapes=8, clips_per_tape=10, seed=3)
+
+
+def detection_cfg(features=None):
+    from deepdive.features import StftImageConfig
+    from deepdive.prepare import PrepareConfig
+
+    return PrepareConfig(features=features or StftImageConfig(), task="detection", positive="right whale",
+                         min_last_s=1.0, pad="mirror", shift="roll", augment_all=True, shard_size=64)
+
+
+@pytest.fixture(scope="session")
+def detector_store(synth_kaggle, tmp_path_factory) -> Path:
+    from deepdive.datasets import load_kaggle
+    from deepdive.prepare import prepare
+
+    out = tmp_path_factory.mktemp("det-store")
+    prepare(load_kaggle(synth_kaggle), out, detection_cfg(), source={"kind": "synthetic"})
+    return out
+
+
+@pytest.fixture(scope="session")
+def detector_model(detector_store, tmp_path_factory) -> Path:
+    from deepdive.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("det-model")
+    train(detector_store, out, TrainConfig(model="detector-cnn", epochs=12, patience=12, lr=3e-3, seed=0), progress=False)
     return out

@@ -38,3 +38,20 @@ def test_bundled_species_model_is_shipped():
     assert card["metrics"]["test"]["recording"]["n"] > 0
     size = (path / "model.onnx").stat().st_size
     assert size < 8 * 1024 * 1024
+
+
+def test_resolve_reloads_a_folder_retrained_in_place(synth_model, tmp_path):
+    import json
+    import shutil
+
+    from deepdive.bundle import resolve
+
+    folder = tmp_path / "m"
+    shutil.copytree(synth_model, folder)
+    first = resolve(folder)
+    assert resolve(folder) is first
+    card = json.loads((folder / "card.json").read_text())
+    card["threshold"] = 0.25
+    (folder / "card.json").write_text(json.dumps(card) + "\n\n")
+    again = resolve(folder)
+    assert again is not first and again.card["threshold"] == 0.25

@@ -63,7 +63,8 @@ def test_python_dash_m_and_console_script(files):
 def test_demo(tmp_path):
     res = runner.invoke(app, ["demo", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.stdout
-    assert "synthetic" in res.stdout.lower() and len(list(tmp_path.glob("synthetic_*.wav"))) == 5
+    assert "synthetic" in res.stdout.lower() and len(list(tmp_path.glob("synthetic_*.wav"))) == 7
+    assert "right-whale calls (threshold" in res.stdout.lower()
 
 
 def test_prepare_train_evaluate_commands(synth_corpus, tmp_path):

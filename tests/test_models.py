@@ -55,3 +55,92 @@ def test_onnx_round_trip_matches_torch(tmp_path):
         with torch.no_grad():
             want = m(torch.from_numpy(x)).numpy()
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_xception_is_chollets_architecture():
+    from deepdive.models.xception import SeparableConv2d, Xception
+
+    m = Xception(2, (128, 128), width=1.0)
+    seps = [c for c in m.modules() if isinstance(c, SeparableConv2d)]
+    plain = [c for c in m.modules() if isinstance(c, torch.nn.Conv2d) and c.kernel_size == (3, 3) and c.groups == 1]
+    assert len(seps) == 34 and len(plain) == 2  # 36 convolutional layers, as in the paper
+    assert all(s.conv1.groups == s.conv1.in_channels for s in seps)  # depthwise
+    assert m.n_blocks == 12 and all(getattr(m, f"block{i}").skip is None for i in range(4, 12))  # 8 middle blocks
+    assert m.fc.in_features == 2048
+    # width multiplier: a quarter of every channel count
+    small = Xception(2, (128, 128), width=0.25)
+    assert small.fc.in_features == 512 and small.block5.rep[1].pointwise.out_channels == 184
+
+
+def _fake_timm_state(path):
+    import json
+
+    from conftest import ROOT
+
+    shapes = json.loads((ROOT / "tests" / "data" / "timm_legacy_xception_shapes.json").read_text())["shapes"]
+    gen = torch.Generator().manual_seed(0)
+    state = {k: (torch.tensor(3) if k.endswith("num_batches_tracked") else torch.randn(v, generator=gen)) for k, v in shapes.items()}
+    torch.save(state, path)
+    return state
+
+
+def test_xception_has_timms_layout_and_loads_its_weights(tmp_path):
+    from deepdive.models.xception import Xception
+
+    state = _fake_timm_state(tmp_path / "xception.pth")
+    own = Xception(2, (96, 96), width=1.0).state_dict()
+    differ = {k for k, v in state.items() if k not in own or tuple(own[k].shape) != tuple(v.shape)}
+    assert differ == {"conv1.weight", "fc.weight", "fc.bias"}  # 3 colour channels and 1000 ImageNet classes
+    m = Xception(2, (96, 96), width=1.0, pretrained=str(tmp_path / "xception.pth"))
+    got = m.state_dict()
+    assert torch.equal(got["block5.rep.1.pointwise.weight"], state["block5.rep.1.pointwise.weight"])
+    assert torch.equal(got["bn4.running_var"], state["bn4.running_var"])
+    assert torch.allclose(got["conv1.weight"], state["conv1.weight"].sum(1, keepdim=True))
+    assert got["fc.weight"].shape == (2, 2048)
+    with pytest.raises(ModelError, match="width 1.0"):
+        Xception(2, (96, 96), width=0.5, pretrained=str(tmp_path / "xception.pth"))
+    torch.save({"something": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(ModelError, match="timm"):
+        Xception(2, (96, 96), width=1.0, pretrained=str(tmp_path / "other.pth"))
+    with pytest.raises(ModelError, match="no such"):
+        Xception(2, (96, 96), width=1.0, pretrained=str(tmp_path / "missing.pth"))
+
+
+def test_inception1d_is_the_seeds_network():
+    m = build("inception1d", 2, (30, 126))
+    convs = [c for c in m.modules() if isinstance(c, torch.nn.Conv1d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
+        (30, 128, (3,), (1,)), (128, 128, (3,), (1,)), (128, 128, (3,), (1,))]
+    assert sum(isinstance(c, torch.nn.BatchNorm1d) for c in m.modules()) == 3
+    assert [d.p for d in m.modules() if isinstance(d, torch.nn.Dropout)] == [0.2, 0.2, 0.2]
+    # channels are the measures, the last axis is time: a series shifted in time gives nearly the same answer
+    m.eval()
+    x = torch.rand(1, 30, 126)
+    assert torch.allclose(torch.softmax(m(x), 1), torch.softmax(m(torch.roll(x, 30, 2)), 1), atol=0.05)
+
+
+def test_inceptiontime_modules():
+    from deepdive.models.inception import InceptionModule
+
+    m = build("inceptiontime", 2, (30, 126))
+    mods = [c for c in m.modules() if isinstance(c, InceptionModule)]
+    assert len(mods) == 6 and len(m.shortcuts) == 2
+    assert [c.kernel_size[0] for c in mods[0].convs] == [9, 19, 39]
+
+
+def test_transfer_loads_matching_layers_and_freezes(tmp_path):
+    from deepdive.models import freeze_backbone, load_matching
+
+    species = build("deepdive-resnet", 16, (96, 313))
+    torch.save(species.state_dict(), tmp_path / "model.pt")
+    det = build("deepdive-resnet", 2, (129, 126))
+    info = load_matching(det, tmp_path)
+    assert info["loaded"] == info["of"] and info["skipped"] == ["head.1.bias", "head.1.weight"]
+    assert torch.equal(det.stem[0].weight, species.stem[0].weight)
+    freeze_backbone(det)
+    det.train()
+    freeze_backbone(det)
+    assert [n for n, p in det.named_parameters() if p.requires_grad] == ["head.1.weight", "head.1.bias"]
+    assert not det.stem[1].training
+    with pytest.raises(ModelError, match="none of its layers"):
+        load_matching(build("inception1d", 2, (30, 126)), tmp_path)

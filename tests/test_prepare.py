@@ -67,7 +67,7 @@ def test_slicing_rules():
 def test_iter_windows_random_padding(tmp_path):
     p = tmp_path / "short.wav"
     sf.write(p, np.ones(16000, np.float32) * 0.5, 16000)  # 1 s at 16 kHz
-    cfg = PrepareConfig(mel=MelConfig(sr=16000, n_fft=512, hop_length=256, n_mels=32, fmax=8000, window_s=3.0))
+    cfg = PrepareConfig(features=MelConfig(sr=16000, n_fft=512, hop_length=256, n_mels=32, fmax=8000, window_s=3.0))
     rec = Recording(str(p), "a", "g")
     starts = set()
     for seed in range(5):
@@ -81,7 +81,7 @@ def test_stretch_of_a_recording(tmp_path):
     p = tmp_path / "long.wav"
     sr = 8000
     sf.write(p, np.arange(sr * 10, dtype=np.float32) / (sr * 10), sr)
-    cfg = PrepareConfig(mel=MelConfig(sr=sr, n_fft=256, hop_length=128, n_mels=16, fmax=4000, window_s=2.0))
+    cfg = PrepareConfig(features=MelConfig(sr=sr, n_fft=256, hop_length=128, n_mels=16, fmax=4000, window_s=2.0))
     rec = Recording(str(p), "a", "g", start_s=3.0, end_s=7.5)
     w = list(iter_windows(rec, cfg, 0.0, np.random.default_rng(0)))
     assert [round(s, 3) for s, _ in w] == [3.0, 5.0]  # 0.5 s remainder dropped (min_last 3 s > 0.5)
@@ -100,7 +100,7 @@ def test_prepare_store(synth_corpus, small_cfg, tmp_path):
     cfg = PrepareConfig(**{**small_cfg.__dict__})
     config = prepare(recs, tmp_path / "store", cfg)
     s = FeatureStore(tmp_path / "store")
-    assert s.features(0).shape == cfg.mel.shape
+    assert s.features(0).shape == cfg.features.shape
     by_split = {sp: s.indices(sp) for sp in ("train", "val", "test")}
     assert all(by_split.values())
     # encounters never straddle splits
@@ -140,3 +140,38 @@ def test_prepare_resumes_and_reports_bad_files(synth_corpus, small_cfg, tmp_path
     assert len(FeatureStore(out)) == first
     full = prepare(recs, tmp_path / "store2", small_cfg, on_error=lambda k, m: errors.append(k))
     assert str(bad) in errors and full["errors"][0]["key"] == str(bad)
+
+
+def test_groups_holding_several_labels_stay_on_one_side():
+    recs = [_rec(i, lab, f"tape{i // 4}", dur=2.0) for i, lab in enumerate(["call", "noise"] * 40)]
+    assign, report = split_by_encounter(recs, 0.15, 0.2, seed=3)
+    sides: dict[str, set] = {}
+    for r in recs:
+        sides.setdefault(r.group, set()).add(assign[r.key])
+    assert all(len(v) == 1 for v in sides.values())
+    for row in report:
+        assert row["test_recordings"] > 0 and row["train_recordings"] > 0
+
+
+def test_group_folds_partition_by_group():
+    from deepdive.prepare import group_folds
+
+    recs = [_rec(i, "call" if i % 3 == 0 else "noise", f"g{i // 5}") for i in range(100)]
+    folds = group_folds(recs, 4, seed=1)
+    keys = [k for f in folds for k in f]
+    assert sorted(keys) == sorted(r.key for r in recs)
+    fold_of = {k: i for i, f in enumerate(folds) for k in f}
+    for g in {r.group for r in recs}:
+        assert len({fold_of[r.key] for r in recs if r.group == g}) == 1
+    assert all(any(fold_of[r.key] == i and r.label == "call" for r in recs) for i in range(4))
+
+
+def test_mirror_padding_and_detection_augmentation():
+    from deepdive.prepare import mirror_pad
+
+    assert mirror_pad(np.arange(3.0), 10, 4).tolist() == [2, 2, 1, 0, 0, 1, 2, 2, 1, 0]
+    assert mirror_pad(np.arange(5.0), 5, 0).tolist() == [0, 1, 2, 3, 4]
+    cfg = PrepareConfig(augment_all=True, extra_slices=3)
+    assert balance_plan({"noise": 300.0, "right whale": 70.0}, cfg) == {"noise": 3, "right whale": 3}
+    with pytest.raises(Exception, match="shift"):
+        prepare([], "/tmp/x-never", PrepareConfig(shift="sideways"))

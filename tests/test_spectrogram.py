@@ -41,3 +41,35 @@ def test_log_mel_shape_and_range():
     assert abs(x.max()) < 1e-4 and x.min() >= -cfg.top_db - 1e-4
     with pytest.raises(ValueError):
         log_mel(y, 16000, cfg)
+
+
+def test_stft_image_matches_librosa():
+    from deepdive.features import StftImageConfig
+
+    rng = np.random.default_rng(4)
+    y = rng.standard_normal(4000).astype(np.float32) * 0.1
+    cfg = StftImageConfig()
+    img = cfg.compute(y, 2000)
+    assert img.shape == cfg.shape == (129, 126)  # 256-sample segments, hop 32 (87.5% overlap), 2 s at 2 kHz
+    ref = np.abs(librosa.stft(y, n_fft=256, hop_length=32, window="hann", center=True, pad_mode="constant")) ** 2
+    ref_db = librosa.power_to_db(ref, ref=np.max, top_db=80.0)
+    np.testing.assert_allclose(img, ref_db, atol=2e-3)
+    band = StftImageConfig(fmin=50, fmax=500)
+    lo, hi = band.bins
+    assert (lo, hi) == (7, 65) and band.compute(y, 2000).shape == (58, 126)
+    assert StftImageConfig(image=(64, 48)).compute(y, 2000).shape == (64, 48)
+    assert StftImageConfig.from_dict(StftImageConfig(image=(64, 48)).to_dict()) == StftImageConfig(image=(64, 48))
+
+
+@pytest.mark.parametrize("size", [(64, 63), (200, 250), (129, 40)])
+def test_resize_matches_torch_bilinear_antialias(size):
+    torch = pytest.importorskip("torch")
+    from deepdive.features.spectrogram import resize_image
+
+    rng = np.random.default_rng(5)
+    img = rng.standard_normal((129, 126)).astype(np.float32)
+    ours = resize_image(img, size)
+    ref = torch.nn.functional.interpolate(torch.from_numpy(img)[None, None], size=size, mode="bilinear",
+                                          align_corners=False, antialias=True)[0, 0].numpy()
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
+    assert np.array_equal(resize_image(img, img.shape), img)

@@ -83,7 +83,7 @@ def test_evaluate_dataset_folder(synth_model, synth_corpus):
 
 def test_bundle_loads_and_predicts(synth_model):
     b = Bundle.load(synth_model)
-    p = b.predict(np.full((3, *b.mel.shape), -40.0, np.float32))
+    p = b.predict(np.full((3, *b.features.shape), -40.0, np.float32))
     assert p.shape == (3, 5) and np.allclose(p.sum(1), 1, atol=1e-5)
 
 

@@ -14,4 +14,11 @@ def classify(path_or_array, sr=None, model=None, top=None):
     return _classify(path_or_array, sr=sr, model=model, top=top)
 
 
-__all__ = ["AudioError", "DatasetError", "DeepdiveError", "DownloadError", "ModelError", "classify", "__version__"]
+def detect(path_or_array, sr=None, model=None):
+    """Probability that a right whale calls in a clip (see deepdive.predict.detect)."""
+    from .predict import detect as _detect
+
+    return _detect(path_or_array, sr=sr, model=model)
+
+
+__all__ = ["AudioError", "DatasetError", "DeepdiveError", "DownloadError", "ModelError", "classify", "detect", "__version__"]

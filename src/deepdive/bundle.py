@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelError
-from .features.spectrogram import MelConfig
+from .features import FeatureConfig
+from .features import from_dict as features_from_dict
 
-BUNDLED = {"species": "species"}
+BUNDLED = {"species": "species", "detection": "detector", "detector": "detector"}
 
 
 def bundled_path(name: str = "species") -> Path:
@@ -36,6 +37,7 @@ class Bundle:
     path: Path
     card: dict
     _session: object = field(default=None, repr=False)
+    _stamp: tuple | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, path: str | Path) -> Bundle:
@@ -72,29 +74,50 @@ class Bundle:
         return self._session
 
     @property
-    def mel(self) -> MelConfig:
-        return MelConfig.from_dict(self.card["features"])
+    def features(self) -> FeatureConfig:
+        return features_from_dict(self.card["features"])
+
+    @property
+    def task(self) -> str:
+        return self.card.get("task", "species")
 
     @property
     def labels(self) -> list[str]:
-        return [lab["species"] for lab in self.card["labels"]]
+        return [lab.get("species", lab.get("label", "")) for lab in self.card["labels"]]
+
+    @property
+    def positive_index(self) -> int:
+        """The class whose probability a detector reports."""
+        positive = self.card.get("positive_label")
+        if self.task != "detection" or positive not in self.labels:
+            raise ModelError(f"{self.path}: is a {self.task} model, not a detector; pass a detector bundle")
+        return self.labels.index(positive)
+
+    @property
+    def threshold(self) -> float:
+        return float(self.card.get("threshold", 0.5))
 
     @property
     def scientific_names(self) -> list[str]:
         return [lab.get("scientific_name", "") for lab in self.card["labels"]]
 
     def logits(self, feats: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Logits for windows of shape (n, n_mels, n_frames)."""
+        """Logits for windows of features, shape (n, *features.shape)."""
         feats = np.asarray(feats, dtype=np.float32)
-        if feats.ndim != 3 or feats.shape[1:] != self.mel.shape:
-            raise ModelError(f"{self.path}: expects windows of shape {self.mel.shape}, got {feats.shape[1:]}")
+        shape = self.features.shape
+        if feats.ndim != 3 or feats.shape[1:] != shape:
+            raise ModelError(f"{self.path}: expects windows of shape {shape}, got {feats.shape[1:]}")
         name = self.session.get_inputs()[0].name
         out = [self.session.run(None, {name: feats[i : i + batch_size]})[0] for i in range(0, len(feats), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
 
     def predict(self, feats: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Class probabilities for windows of shape (n, n_mels, n_frames)."""
+        """Class probabilities for windows of features, shape (n, n_classes)."""
         return softmax(self.logits(feats, batch_size))
+
+    def detect(self, feats: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """A detector's probability of the positive class for each window, shape (n,)."""
+        return self.predict(feats, batch_size)[:, self.positive_index]
 
 
 def update_card_metrics(bundle_dir: str | Path, metrics: dict) -> None:
@@ -111,17 +134,34 @@ def update_card_metrics(bundle_dir: str | Path, metrics: dict) -> None:
 _cache: dict[str, Bundle] = {}
 
 
-def resolve(model: str | Path | Bundle | None = None, task: str = "species") -> Bundle:
-    """A Bundle from a Bundle, a folder path, a bundled name, or None (the bundled model of `task`)."""
+def resolve(model: str | Path | Bundle | None = None, task: str | None = None) -> Bundle:
+    """A Bundle from a Bundle, a folder path, a bundled name, or None (the bundled model of `task`,
+    species by default). With `task`, a bundle of another task is refused with a clear message."""
     if isinstance(model, Bundle):
-        return model
-    if model is None or str(model) in BUNDLED:
-        path = bundled_path(str(model) if model else task)
+        bundle = model
+    elif model is None or str(model) in BUNDLED:
+        path = bundled_path(str(model) if model else (task or "species"))
         if not (path / "model.onnx").is_file():
-            raise ModelError(f"{path}: the bundled {task} model is missing; reinstall deepdive or pass --model DIR")
+            raise ModelError(f"{path}: the bundled {task or 'species'} model is missing; reinstall deepdive or pass --model DIR")
+        bundle = _load_cached(path)
     else:
-        path = Path(model)
+        bundle = _load_cached(Path(model))
+    if task is not None and bundle.task != task:
+        kind = "detector" if task == "detection" else f"{task} model"
+        raise ModelError(f"{bundle.path}: is a {bundle.task} model; pass a {kind} bundle")
+    return bundle
+
+
+def _load_cached(path: Path) -> Bundle:
+    """One Bundle per folder, loaded again when its files change (a folder retrained in place)."""
     key = str(path.resolve())
-    if key not in _cache:
-        _cache[key] = Bundle.load(path)
-    return _cache[key]
+    try:
+        stamp = tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in (path / "model.onnx", path / "card.json"))
+    except OSError:
+        stamp = None
+    cached = _cache.get(key)
+    if cached is None or getattr(cached, "_stamp", None) != stamp:
+        cached = Bundle.load(path)
+        cached._stamp = stamp
+        _cache[key] = cached
+    return cached

@@ -12,7 +12,8 @@ import typer
 from .errors import DeepdiveError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Marine-mammal bioacoustics: rank species in recordings, train and evaluate models.")
+                  help="Marine-mammal bioacoustics: rank species in recordings, detect right-whale calls, train and "
+                       "evaluate models.")
 data_app = typer.Typer(no_args_is_help=True, help="Get training data.")
 app.add_typer(data_app, name="data")
 
@@ -37,6 +38,43 @@ class Kind(StrEnum):
     watkins = "watkins"
     folders = "folders"
     manifest = "manifest"
+    kaggle = "kaggle"
+
+
+class Features(StrEnum):
+    log_mel = "log-mel"
+    stft_image = "stft-image"
+    complexity_entropy = "complexity-entropy"
+
+
+def _image_size(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise DeepdiveError(f"--image '{text}': give rows x columns, e.g. 64x64") from None
+    return (h, w)
+
+
+def _each_file(files: list[Path], fn, what: str, progress_from: int) -> tuple[list[dict], bool]:
+    """{"file": ..., **fn(file)} per file, or {"file": ..., "error": ...} with one line on stderr; a
+    progress bar on stderr (stdout stays clean for JSON and CSV) from `progress_from` files on."""
+    from rich.progress import Progress
+
+    results, failed = [], False
+    with Progress(console=_console(stderr=True), transient=True, disable=len(files) < progress_from) as bar:
+        task = bar.add_task(what, total=len(files))
+        for f in files:
+            try:
+                results.append({"file": str(f), **fn(f)})
+            except DeepdiveError as exc:
+                failed = True
+                msg = str(exc)
+                results.append({"file": str(f), "error": msg})
+                _fail(msg if msg.startswith(str(f)) else f"{f}: {msg}")
+            bar.advance(task)
+    return results, failed
 
 
 @app.command()
@@ -56,21 +94,7 @@ def classify(
     except DeepdiveError as exc:
         _fail(str(exc))
         raise typer.Exit(1) from None
-    from rich.progress import Progress
-
-    results, failed = [], False
-    # progress on stderr, only for several files: stdout stays clean for JSON and CSV
-    with Progress(console=_console(stderr=True), transient=True, disable=len(files) < 3) as bar:
-        task = bar.add_task("ranking", total=len(files))
-        for f in files:
-            try:
-                results.append({"file": str(f), "ranking": rank(f, model=bundle, top=top)})
-            except DeepdiveError as exc:
-                failed = True
-                msg = str(exc)
-                results.append({"file": str(f), "error": msg})
-                _fail(msg if msg.startswith(str(f)) else f"{f}: {msg}")
-            bar.advance(task)
+    results, failed = _each_file(files, lambda f: {"ranking": rank(f, model=bundle, top=top)}, "ranking", 3)
     if format is Format.json:
         print(rankings_json(results))
     elif format is Format.csv:
@@ -90,26 +114,48 @@ def prepare(
     family: Annotated[list[str] | None, typer.Option(help="Keep only these families (repeat)")] = None,
     min_duration: Annotated[float, typer.Option(help="Drop recordings shorter than this (s)")] = 0.0,
     clean_only: Annotated[bool, typer.Option(help="Only cuts whose notes name no other source")] = False,
-    window: Annotated[float, typer.Option(help="Window length (s)")] = 5.0,
-    pad: Annotated[str, typer.Option(help="Padding of short windows: zeros or noise")] = "zeros",
+    window: Annotated[float | None, typer.Option(help="Window length (s); default 5 for species, 2 for kaggle")] = None,
+    features: Annotated[Features | None, typer.Option(
+        help="log-mel (species default), stft-image (kaggle default) or complexity-entropy")] = None,
+    image: Annotated[str | None, typer.Option(help="Resize stft images to ROWSxCOLUMNS, e.g. 128x128")] = None,
+    n_fft: Annotated[int | None, typer.Option(help="STFT segment length (default 2048 for log-mel, 256 otherwise)")] = None,
+    hop_length: Annotated[int | None, typer.Option(help="STFT hop (default 512 for log-mel, 32 otherwise)")] = None,
+    fmin: Annotated[float | None, typer.Option(help="Lowest frequency kept (Hz)")] = None,
+    fmax: Annotated[float | None, typer.Option(help="Highest frequency kept (Hz)")] = None,
+    pad: Annotated[str | None, typer.Option(help="Padding of short windows: zeros, noise or mirror")] = None,
     no_balance: Annotated[bool, typer.Option(help="Do not balance classes")] = False,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
-    """Split by encounter, slice, balance, augment and store log-mel features."""
+    """Split by encounter, slice, balance, augment and store features.
+
+    `kaggle` (the right-whale challenge layout) prepares a detector's store: 2 s clips at 2 kHz,
+    grouped by tape, short clips mirrored, every clip also twice time-shifted with noise and gain."""
     from dataclasses import replace
 
     from rich.progress import Progress
 
     from .datasets import load_dataset, select
-    from .features.spectrogram import MelConfig
+    from .features import MelConfig, OrdinalConfig, StftImageConfig
     from .prepare import PrepareConfig, format_split_report
     from .prepare import prepare as run
 
     try:
         recs = select(load_dataset(kind.value, str(path)), species, family, min_duration, clean_only)
-        cfg = PrepareConfig(mel=replace(MelConfig(), window_s=window), pad=pad, balance=not no_balance, seed=seed)
+        detection = kind is Kind.kaggle
+        chosen = features or (Features.stft_image if detection else Features.log_mel)
+        feats = {Features.log_mel: MelConfig(), Features.stft_image: StftImageConfig(image=_image_size(image)),
+                 Features.complexity_entropy: OrdinalConfig()}[chosen]
+        given = {"window_s": window, "n_fft": n_fft, "hop_length": hop_length, "fmin": fmin, "fmax": fmax}
+        feats = replace(feats, **{k: v for k, v in given.items() if v is not None})
+        if detection:
+            from .datasets.kaggle import POSITIVE
+
+            cfg = PrepareConfig(features=feats, task="detection", positive=POSITIVE, min_last_s=min(1.0, feats.window_s),
+                                pad=pad or "mirror", shift="roll", augment_all=not no_balance, seed=seed)
+        else:
+            cfg = PrepareConfig(features=feats, pad=pad or "zeros", balance=not no_balance, seed=seed)
         source = {"kind": kind.value, "path": str(path)}
-        if kind is Kind.watkins:
+        if kind in (Kind.watkins, Kind.kaggle):
             from .datasets.watkins import TERMS
 
             source["terms"] = TERMS
@@ -128,14 +174,24 @@ def prepare(
 def train(
     store: Annotated[Path, typer.Argument(help="Prepared store")],
     out: Annotated[Path, typer.Option(help="Bundle folder to write")],
-    model: Annotated[str, typer.Option(help="deepdive-resnet (default) or deepdive-cnn (Deep Dive's)")] = "deepdive-resnet",
+    model: Annotated[str | None, typer.Option(
+        help="species: deepdive-resnet (default), deepdive-cnn; detection: detector-cnn (default), xception, "
+             "inception1d, inceptiontime")] = None,
     epochs: Annotated[int, typer.Option()] = 40,
     batch_size: Annotated[int, typer.Option()] = 32,
     lr: Annotated[float, typer.Option()] = 2e-3,
     patience: Annotated[int, typer.Option()] = 8,
     seed: Annotated[int, typer.Option()] = 0,
+    width: Annotated[float | None, typer.Option(help="Xception width multiplier (default 0.25; 1.0 is the paper's)")] = None,
+    pretrained: Annotated[Path | None, typer.Option(help="Xception: timm's ImageNet state dict, a local file")] = None,
+    init: Annotated[Path | None, typer.Option(help="Start from another model's weights (bundle folder with model.pt)")] = None,
+    freeze_backbone: Annotated[bool, typer.Option(help="With --init: train only the classifier head")] = False,
+    ensemble: Annotated[int, typer.Option(help="Train N models (other seeds) and ship their average")] = 1,
+    threshold_folds: Annotated[int | None, typer.Option(
+        help="Detectors: pick the threshold on out-of-fold scores of the training tapes, K folds (default 4; "
+             "0 uses the validation split)")] = None,
 ) -> None:
-    """Train a species model on a prepared store and export model.onnx + card.json."""
+    """Train a species model or a detector on a prepared store and export model.onnx + card.json."""
     try:
         from .train import TrainConfig
         from .train import train as run
@@ -143,7 +199,19 @@ def train(
         _fail("training needs the [train] extra: pip install 'deepdive[train]' torch==2.13.0")
         raise typer.Exit(1) from None
     try:
-        run(store, out, TrainConfig(model=model, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed))
+        from .store import FeatureStore
+
+        task = FeatureStore(store).config.get("task", "species")
+        options: dict = {}
+        if width is not None:
+            options["width"] = width
+        if pretrained is not None:
+            options["pretrained"] = str(pretrained)
+        name = model or ("detector-cnn" if task == "detection" else "deepdive-resnet")
+        run(store, out, TrainConfig(model=name, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
+                                    model_options=options, init=str(init) if init else "", freeze_backbone=freeze_backbone,
+                                    ensemble=ensemble,
+                                    threshold_folds=(4 if task == "detection" else 0) if threshold_folds is None else threshold_folds))
     except DeepdiveError as exc:
         _fail(str(exc))
         raise typer.Exit(1) from None
@@ -159,16 +227,27 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(help="Report folder (default: MODEL/eval)")] = None,
     update_card: Annotated[bool, typer.Option(help="Write the figures into the bundle's card")] = True,
 ) -> None:
-    """Accuracy, top-3, macro-F1, per-species recall and confusion matrices, per window and per recording."""
+    """Species models: accuracy, top-3, macro-F1, per-species recall and confusion matrices. Detectors:
+    ROC AUC, average precision, accuracy, precision, recall and F1, clean and with noise at 20-0 dB SNR."""
     from .evaluate import evaluate_recordings, evaluate_store, markdown_report, summary, write_report
 
     try:
         if (data / "config.json").is_file():
             report = evaluate_store(model, data, split)
         else:
+            from .bundle import resolve
             from .datasets import load_dataset
 
-            report = evaluate_recordings(model, load_dataset(kind.value, str(data)), on_error=lambda k, m: _fail(m))
+            recs = load_dataset(kind.value, str(data))
+            if resolve(model).task == "detection":
+                from .evaluate import evaluate_detection
+
+                positive = resolve(model).card["positive_label"]
+                report = evaluate_detection(model, [(r.key, int(r.label == positive)) for r in recs],
+                                            on_error=lambda k, m: _fail(m))
+                report["split"] = "all"
+            else:
+                report = evaluate_recordings(model, recs, on_error=lambda k, m: _fail(m))
             report["data"] = str(data)
         folder = write_report(report, out or model / "eval")
         if update_card and report["split"] == "test":
@@ -180,6 +259,52 @@ def evaluate(
         raise typer.Exit(1) from None
     print(markdown_report(report))
     print(f"report: {folder}")
+
+
+@app.command()
+def detect(
+    files: Annotated[list[Path], typer.Argument(help="Clips or recordings; a folder means its clips (the challenge's test/)")],
+    model: Annotated[Path | None, typer.Option(help="Detector bundle folder; default: the bundled right-whale detector")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Call when probability >= T; default: the model's")] = None,
+    format: Annotated[Format, typer.Option("--format", "-f", help="Output format")] = Format.table,
+    submission: Annotated[Path | None, typer.Option(help="Also write the challenge's submission CSV (clip,probability)")] = None,
+) -> None:
+    """Probability that a right whale calls in each FILE (in its likeliest window, for a long file)."""
+    from .bundle import resolve
+    from .datasets.kaggle import list_test_clips
+    from .outputs import detections_csv, detections_json, detections_table, submission_csv
+    from .predict import detect as detect_one
+
+    try:
+        bundle = resolve(model, "detection")
+        paths: list[Path] = []
+        for f in files:
+            paths += list_test_clips(f) if f.is_dir() else [f]
+    except DeepdiveError as exc:
+        _fail(str(exc))
+        raise typer.Exit(1) from None
+    t = bundle.threshold if threshold is None else threshold
+
+    def one(f: Path) -> dict:
+        p = detect_one(f, model=bundle)
+        return {"probability": round(p, 6), "detected": p >= t}
+
+    results, failed = _each_file(paths, one, "detecting", 20)
+    if submission is not None:
+        from .store import atomic_write_text
+
+        atomic_write_text(submission, submission_csv([(Path(r["file"]).name, r["probability"]) for r in results
+                                                      if "error" not in r]))
+    if format is Format.json:
+        print(detections_json(results))
+    elif format is Format.csv:
+        sys.stdout.write(detections_csv(results))
+    else:
+        detections_table(results, _console(), t)
+        if submission is not None:
+            print(f"submission: {submission}")
+    if failed:
+        raise typer.Exit(1)
 
 
 @data_app.command("watkins")
@@ -213,7 +338,8 @@ def data_watkins(
 def demo(
     out: Annotated[Path, typer.Option(help="Where to write the synthetic examples")] = Path("demo_out"),
 ) -> None:
-    """Write a few synthetic example recordings and rank them with the bundled model."""
+    """Write a few synthetic example recordings, rank them with the bundled species model and score two
+    2 s clips with the bundled right-whale detector."""
     import numpy as np
     import soundfile as sf
 
@@ -237,7 +363,24 @@ def demo(
             raise typer.Exit(1) from None
     rankings_table(results, console)
     console.print("\nThese are synthetic sounds, so the ranking shows what the model associates with each shape of "
-                  "call; run [bold]deepdive classify YOUR.wav[/bold] on a real recording.")
+                  "call; run [bold]deepdive classify YOUR.wav[/bold] on a real recording.\n")
+    from .bundle import resolve
+    from .outputs import detections_table
+    from .predict import detect as detect_one
+
+    detections = []
+    for name, y in (("synthetic_upcall_2s.wav", synth.recording("upcall", 2000, 2.0, rng, snr_db=10, n_calls=1)),
+                    ("synthetic_noise_2s.wav", synth.ocean_noise(4000, 2000, rng, 0.02))):
+        path = out / name
+        sf.write(path, y, 2000, subtype="PCM_16")
+        try:
+            p = detect_one(path)
+        except DeepdiveError as exc:
+            _fail(str(exc))
+            raise typer.Exit(1) from None
+        detections.append({"file": str(path), "probability": p, "detected": p >= resolve(None, "detection").threshold})
+    detections_table(detections, console, resolve(None, "detection").threshold)
+    console.print("Right-whale detector on 2 s clips; run [bold]deepdive detect CLIP.aiff[/bold] on your own.")
 
 
 def main() -> None:

@@ -1,9 +1,11 @@
-"""Ranking: which species does a recording hold, most to least probable.
+"""Ranking and detection: which species does a recording hold, and does a right whale call in it.
 
 A recording is cut into the model's windows exactly as training cut it (consecutive windows; a
 last remainder of at least `min_last_s` kept; shorter recordings padded, here centred so the answer
-is deterministic), each window is ranked by the model, and the recording's probabilities are the
-mean of its windows'. Long files are streamed: memory does not grow with their length.
+is deterministic, with zeros or by mirroring as the model's card says), and each window goes through
+the model. A ranking is the mean of the windows' probabilities; a detection is the highest window
+probability (a call anywhere in the file counts). Long files are streamed: memory does not grow
+with their length.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import numpy as np
 from . import audio
 from .bundle import Bundle, resolve
 from .errors import AudioError
-from .features.spectrogram import log_mel
-from .prepare import slice_windows
+from .prepare import mirror_pad, slice_windows
 
 
-def _centre_pad(seg: np.ndarray, n: int) -> tuple[np.ndarray, int]:
-    out = np.zeros(n, dtype=np.float32)
+def _centre_pad(seg: np.ndarray, n: int, mirror: bool = False) -> tuple[np.ndarray, int]:
     start = (n - len(seg)) // 2
+    if mirror:
+        return mirror_pad(seg, n, start), start
+    out = np.zeros(n, dtype=np.float32)
     out[start : start + len(seg)] = seg
     return out, start
 
@@ -31,21 +34,23 @@ def window_features(
     source: str | Path | np.ndarray, bundle: Bundle, sr: int | None = None, batch: int = 64
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (start times in s, features) batches of a file or an array (with its `sr`)."""
-    mel = bundle.mel
-    min_last = int(round(float(bundle.card.get("prepare", {}).get("min_last_s", 3.0)) * mel.sr))
+    feats_cfg = bundle.features
+    prep = bundle.card.get("prepare", {})
+    min_last = int(round(float(prep.get("min_last_s", 3.0)) * feats_cfg.sr))
+    mirror = prep.get("pad") == "mirror"
     if isinstance(source, np.ndarray):
         if sr is None:
             raise AudioError("array input: give its sample rate, e.g. classify(samples, sr=48000)")
         if not (audio.MIN_SR <= sr <= audio.MAX_SR):
             raise AudioError(f"array input: sample rate {sr} Hz is outside {audio.MIN_SR}-{audio.MAX_SR} Hz")
-        y = audio.resample(audio.check_samples(np.asarray(source, dtype=np.float32), "array input"), sr, mel.sr)
+        y = audio.resample(audio.check_samples(np.asarray(source, dtype=np.float32), "array input"), sr, feats_cfg.sr)
         blocks: Iterator[np.ndarray] = iter([y])
     else:
-        blocks = (b for _, b, _ in audio.stream(source, block_s=60.0, sr=mel.sr))
+        blocks = (b for _, b, _ in audio.stream(source, block_s=60.0, sr=feats_cfg.sr))
     starts, feats = [], []
-    for start, y in slice_windows(blocks, mel.window_samples, min_last, _centre_pad):
-        starts.append(start / mel.sr)
-        feats.append(log_mel(y, mel.sr, mel))
+    for start, y in slice_windows(blocks, feats_cfg.window_samples, min_last, lambda seg, n: _centre_pad(seg, n, mirror)):
+        starts.append(start / feats_cfg.sr)
+        feats.append(feats_cfg.compute(y, feats_cfg.sr))
         if len(feats) == batch:
             yield np.array(starts), np.stack(feats)
             starts, feats = [], []
@@ -53,16 +58,20 @@ def window_features(
         yield np.array(starts), np.stack(feats)
 
 
+def _scored_windows(source, bundle: Bundle, sr: int | None, score, what: str) -> tuple[np.ndarray, np.ndarray]:
+    starts, scores = [], []
+    for s, f in window_features(source, bundle, sr):
+        starts.append(s)
+        scores.append(score(f))
+    if not scores:
+        raise AudioError(f"{source if not isinstance(source, np.ndarray) else 'array input'}: too short to {what}")
+    return np.concatenate(starts), np.concatenate(scores)
+
+
 def window_probabilities(source, model=None, sr: int | None = None) -> tuple[np.ndarray, np.ndarray, Bundle]:
     """(window start times, window probabilities (n, n_labels), bundle) of one recording."""
     bundle = resolve(model, "species")
-    starts, probs = [], []
-    for s, f in window_features(source, bundle, sr):
-        starts.append(s)
-        probs.append(bundle.predict(f))
-    if not probs:
-        raise AudioError(f"{source if not isinstance(source, np.ndarray) else 'array input'}: too short to rank")
-    return np.concatenate(starts), np.concatenate(probs), bundle
+    return (*_scored_windows(source, bundle, sr, bundle.predict, "rank"), bundle)
 
 
 def ranking_from_probabilities(probs: np.ndarray, bundle: Bundle, top: int | None = None) -> list[dict]:
@@ -89,3 +98,20 @@ def classify(
     """
     _, probs, bundle = window_probabilities(path_or_array, model, sr)
     return ranking_from_probabilities(probs.mean(axis=0), bundle, top)
+
+
+def window_detections(source, model=None, sr: int | None = None) -> tuple[np.ndarray, np.ndarray, Bundle]:
+    """(window start times, probability of a call per window, bundle) of one recording."""
+    bundle = resolve(model, "detection")
+    return (*_scored_windows(source, bundle, sr, bundle.detect, "scan"), bundle)
+
+
+def detect(path_or_array: str | Path | np.ndarray, sr: int | None = None, model: str | Path | Bundle | None = None) -> float:
+    """Probability that a right whale calls in a clip (for a longer file: in its likeliest window).
+
+    `path_or_array`: a file path, or an array with its `sr`; any sample rate is resampled to the
+    detector's (2 kHz for the bundled one). `model`: a detector bundle folder, or None for the
+    bundled right-whale detector.
+    """
+    _, probs, _ = window_detections(path_or_array, model, sr)
+    return float(probs.max())

@@ -1,21 +1,28 @@
 """Preparation, the Deep Dive workflow: split by encounter, slice into windows, balance, augment,
-compute log-mel features and write them to the on-disk store.
+compute features and write them to the on-disk store.
 
 Split. Recordings of one encounter (`Recording.group`) never straddle train/validation/test. The
 split is stratified: each label's encounters are shuffled (seeded) and dealt to test, then to
 validation, until each holds about its fraction of the label's duration, always leaving one for
 training. A label recorded in a single encounter cannot be tested on an unseen encounter; rather than
-drop it, the split falls back to the finest honest unit left (its tapes, else contiguous blocks of
-its cuts in recording order) and records that level per label (`level` in the split report), so
-evaluation can report the encounter-disjoint labels separately.
+drop it, the split falls back (unless its encounter also holds other labels) to the finest honest unit
+left (its tapes, else contiguous blocks of its cuts in recording order) and records that level per
+label (`level` in the split report), so evaluation can report the encounter-disjoint labels separately. An encounter that holds several
+labels (a tape with calls and noise) goes wholly to the side where the first of its labels put it.
+
+Features. Any configuration of `deepdive.features` (log-mel windows for species, spectrogram images or
+complexity-entropy series for detection); `task` says whether the store trains a ranking or a detector.
 
 Windows. `window_s` (5 s). A recording of at least one window is cut into consecutive windows; a
-last remainder of at least `min_last_s` (3 s) is kept and padded at a random position. A shorter
-recording is padded at a random position.
+last remainder of at least `min_last_s` (3 s) is kept and padded at a random position (with zeros,
+low-level noise, or the segment mirrored). A shorter recording is padded at a random position.
 
-Balance (training split only). Labels whose total training duration is below the median label are
-under-represented: they are sliced `extra_slices` (3) times at offsets shifted by window/3, and each
-extra slice gets white noise (random SNR) and a random gain. Others are sliced once. Validation and
+Balance (training split only). For a detector (`augment_all`), every label gets the same extra,
+augmented slices: were only the rare positives augmented, added noise itself would announce a call.
+For species, labels whose total training duration is below the median label are
+under-represented: they are sliced `extra_slices` (3) times at offsets shifted by window/3 (or, with
+`shift="roll"`, for clips as long as a window, rolled by a random time shift), and each extra slice
+gets white noise (random SNR) and a random gain. Others are sliced once. Validation and
 test are sliced once and never augmented.
 """
 
@@ -31,22 +38,31 @@ from pathlib import Path
 import numpy as np
 
 from . import audio
-from .augment import random_noise_and_gain
+from .augment import random_noise_and_gain, time_shift
 from .datasets.base import Recording
 from .errors import AudioError, DatasetError
-from .features.spectrogram import MelConfig, log_mel
+from .features import FeatureConfig, MelConfig
+from .features import from_dict as features_from_dict
 from .store import StoreWriter, atomic_write_json, done_recordings
 
 SPLITS = ("train", "val", "test")
 
 
+PADS = ("zeros", "noise", "mirror")
+SHIFTS = ("slice", "roll")
+
+
 @dataclass
 class PrepareConfig:
-    mel: MelConfig = field(default_factory=MelConfig)
+    features: FeatureConfig = field(default_factory=MelConfig)
+    task: str = "species"  # species (ranking) or detection (binary: the positive label is `positive`)
+    positive: str = ""
     min_last_s: float = 3.0
-    pad: str = "zeros"  # zeros (Deep Dive) or noise (low-level noise matched to the recording)
+    pad: str = "zeros"  # zeros (Deep Dive), noise (low-level noise matched to the recording) or mirror
     balance: bool = True
     extra_slices: int = 3
+    shift: str = "slice"  # extra slices start window/slices later (slice) or are rolled at random (roll)
+    augment_all: bool = False  # every label gets `extra_slices` passes (detection: noise must not tell the class)
     snr_db: tuple[float, float] = (10.0, 30.0)
     gain_db: tuple[float, float] = (-6.0, 6.0)
     val_frac: float = 0.15
@@ -57,17 +73,22 @@ class PrepareConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["mel"] = self.mel.to_dict()
+        d["features"] = self.features.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> PrepareConfig:
         d = dict(d)
-        d["mel"] = MelConfig.from_dict(d.get("mel", {}))
+        d["features"] = features_from_dict(store_features(d))
         for k in ("snr_db", "gain_db"):
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def store_features(prepare_cfg: dict) -> dict:
+    """The feature dict of a store's (or card's) prepare section; stores of the first format say 'mel'."""
+    return prepare_cfg.get("features", prepare_cfg.get("mel", {}))
 
 
 # ---------------------------------------------------------------- split
@@ -125,28 +146,52 @@ def split_by_encounter(
     """
     rng = np.random.default_rng(seed)
     by_label: dict[str, list[Recording]] = defaultdict(list)
+    labels_of_group: dict[str, set[str]] = defaultdict(set)
     for r in recordings:
         by_label[r.label].append(r)
+        labels_of_group[r.group].add(r.label)
     assignment: dict[str, str] = {}
+    group_split: dict[str, str] = {}  # groups holding several labels follow the first label that placed them
     report = []
     for label in sorted(by_label):
         recs = by_label[label]
-        level, units = _units(recs, fallback)
+        shared = any(len(labels_of_group[r.group]) > 1 for r in recs)
+        level, units = _units(recs, fallback and not shared)
         names = sorted(units)
         rng.shuffle(names)
         total = _size(recs)
         chosen: dict[str, list[str]] = {"test": [], "val": []}
-        if len(names) >= 2:
-            chosen["test"] = _deal(units, names, test_frac * total)
-            rest = [n for n in names if n not in chosen["test"]]
-            if len(rest) >= 2:
-                chosen["val"] = _deal(units, rest, val_frac * total)
-                if len(chosen["val"]) == len(rest):
-                    chosen["val"] = chosen["val"][:-1]
+        placed = {n: group_split[n] for n in names if level == "encounter" and n in group_split}
+        if not placed:
+            if len(names) >= 2:
+                chosen["test"] = _deal(units, names, test_frac * total)
+                rest = [n for n in names if n not in chosen["test"]]
+                if len(rest) >= 2:
+                    chosen["val"] = _deal(units, rest, val_frac * total)
+                    if len(chosen["val"]) == len(rest):
+                        chosen["val"] = chosen["val"][:-1]
+        else:
+            # some of this label's encounters were placed with another label: deal only the others,
+            # toward what is still missing, always leaving training something
+            for n, split in placed.items():
+                chosen.setdefault(split, []).append(n)
+            free = [n for n in names if n not in placed]
+            has_train = any(split == "train" for split in placed.values())
+            for split, frac in (("test", test_frac), ("val", val_frac)):
+                missing = frac * total - _size([r for n in chosen[split] for r in units[n]])
+                if missing <= 0 or len(free) < (1 if has_train else 2):
+                    continue
+                pick = _deal(units, free, missing)
+                if len(pick) == len(free) and not has_train:
+                    pick = pick[:-1]
+                chosen[split] += pick
+                free = [n for n in free if n not in pick]
         row = {"label": label, "level": level, "units": len(names)}
         chosen["train"] = [n for n in names if n not in chosen["test"] and n not in chosen["val"]]
         for split in SPLITS:
             members = chosen[split]
+            if level == "encounter":
+                group_split.update({n: split for n in members})
             rs = [r for n in members for r in units[n]]
             for r in rs:
                 assignment[r.key] = split
@@ -160,9 +205,19 @@ def split_by_encounter(
 # ---------------------------------------------------------------- windows
 
 
+def mirror_pad(seg: np.ndarray, n: int, start: int) -> np.ndarray:
+    """`seg` placed at `start` in `n` samples, the rest filled by mirroring it (repeatedly if short)."""
+    length = len(seg)
+    m = (np.arange(n) - start) % (2 * length)
+    idx = np.where(m < length, m, 2 * length - 1 - m)
+    return np.asarray(seg, dtype=np.float32)[idx]
+
+
 def _pad(seg: np.ndarray, n: int, rng: np.random.Generator, mode: str) -> tuple[np.ndarray, int]:
     """Place `seg` at a random position inside `n` samples."""
     start = int(rng.integers(0, n - len(seg) + 1))
+    if mode == "mirror":
+        return mirror_pad(seg, n, start), start
     if mode == "noise":
         level = float(np.std(seg)) * 0.05 + 1e-6
         out = (rng.standard_normal(n) * level).astype(np.float32)
@@ -218,17 +273,56 @@ def iter_windows(
     rec: Recording, cfg: PrepareConfig, offset_s: float, rng: np.random.Generator
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield (start_s, samples) windows of one recording, streamed block by block."""
-    sr = cfg.mel.sr
+    sr = cfg.features.sr
     first = (rec.start_s or 0.0) + offset_s
     for start, y in slice_windows(
-        _recording_blocks(rec, sr, offset_s), cfg.mel.window_samples, int(round(cfg.min_last_s * sr)),
+        _recording_blocks(rec, sr, offset_s), cfg.features.window_samples, int(round(cfg.min_last_s * sr)),
         lambda seg, n: _pad(seg, n, rng, cfg.pad),
     ):
         yield first + start / sr, y
 
 
+def _report_of(recs: list[Recording], assignment: dict[str, str]) -> list[dict]:
+    """Split report rows for a given assignment (level: group)."""
+    report = []
+    for label in sorted({r.label for r in recs}):
+        mine = [r for r in recs if r.label == label]
+        row = {"label": label, "level": "encounter", "units": len({r.group for r in mine})}
+        for split in SPLITS:
+            rs = [r for r in mine if assignment[r.key] == split]
+            row[f"{split}_recordings"] = len(rs)
+            row[f"{split}_duration_s"] = round(_size(rs), 1)
+            row[f"{split}_units"] = sorted({r.group for r in rs})
+        report.append(row)
+    return report
+
+
+def group_folds(recordings: list[Recording], k: int = 5, seed: int = 0) -> list[list[str]]:
+    """`k` folds of recording keys, whole groups (encounters) in each, every label's groups dealt
+    greedily (largest first, to the fold holding least of that label) after a seeded shuffle."""
+    rng = np.random.default_rng(seed)
+    by_group: dict[str, list[Recording]] = defaultdict(list)
+    for r in recordings:
+        by_group[r.group].append(r)
+    majority = {g: max({r.label for r in rs}, key=lambda lab: sum(r.label == lab for r in rs)) for g, rs in by_group.items()}
+    folds: list[list[str]] = [[] for _ in range(k)]
+    for label in sorted(set(majority.values())):
+        groups = [g for g in sorted(by_group) if majority[g] == label]
+        rng.shuffle(groups)
+        groups.sort(key=lambda g: -_size(by_group[g]))
+        load = np.zeros(k)
+        for g in groups:
+            f = int(np.argmin(load + rng.random(k) * 1e-6))
+            folds[f] += [r.key for r in by_group[g]]
+            load[f] += _size(by_group[g])
+    return folds
+
+
 def balance_plan(train_durations: dict[str, float], cfg: PrepareConfig) -> dict[str, int]:
-    """Slices per label: `extra_slices` for labels below the median training duration, else 1."""
+    """Slices per label: `extra_slices` for labels below the median training duration, else 1; with
+    `augment_all`, `extra_slices` for every label (class weights then balance the loss)."""
+    if cfg.augment_all:
+        return {k: cfg.extra_slices for k in train_durations}
     if not cfg.balance or not train_durations:
         return {k: 1 for k in train_durations}
     median = float(np.median(list(train_durations.values())))
@@ -270,18 +364,26 @@ def prepare(
     progress=None,
     on_error=None,
     source: dict | None = None,
+    assignment: dict[str, str] | None = None,
 ) -> dict:
     """Split, slice, balance, augment and featurise `recordings` into the store at `out`.
+
+    `assignment` (recording key -> train/val/test) replaces the split by encounter, for
+    cross-validation folds that the caller has already made by group.
 
     `progress(done, total, key)` is called after each recording; `on_error(key, message)` for a
     recording that cannot be read (it is skipped, the run goes on). Rerunning on the same folder
     resumes: recordings already written are skipped. Returns the store's config dict.
     """
     cfg = cfg or PrepareConfig()
-    if cfg.pad not in ("zeros", "noise"):
-        raise DatasetError(f"{out}: unknown padding '{cfg.pad}'; use zeros or noise")
+    if cfg.pad not in PADS:
+        raise DatasetError(f"{out}: unknown padding '{cfg.pad}'; use {', '.join(PADS)}")
+    if cfg.shift not in SHIFTS:
+        raise DatasetError(f"{out}: unknown shift '{cfg.shift}'; use {', '.join(SHIFTS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.task == "detection" and cfg.positive not in {r.label for r in recordings}:
+        raise DatasetError(f"{out}: detection needs recordings of the positive label '{cfg.positive}'")
     errors: list[dict] = []
 
     def fail(key: str, msg: str) -> None:
@@ -299,7 +401,11 @@ def prepare(
         except AudioError as exc:
             fail(r.key, str(exc))
     usable = [replace(r, duration_s=durations[r.key]) for r in usable]
-    assignment, split_report = split_by_encounter(usable, cfg.val_frac, cfg.test_frac, cfg.seed, cfg.fallback_split)
+    if assignment is None:
+        assignment, split_report = split_by_encounter(usable, cfg.val_frac, cfg.test_frac, cfg.seed, cfg.fallback_split)
+    else:
+        usable = [r for r in usable if r.key in assignment]
+        split_report = _report_of(usable, assignment)
     train_dur: dict[str, float] = defaultdict(float)
     for r in usable:
         if assignment[r.key] == "train":
@@ -310,6 +416,7 @@ def prepare(
 
     config = {
         "format": "deepdive-store/1",
+        "task": cfg.task,
         "labels": labels,
         "scientific_names": names,
         "prepare": cfg.to_dict(),
@@ -325,10 +432,11 @@ def prepare(
             raise DatasetError(f"{out}: holds a store prepared with other settings; choose a new --out folder")
     atomic_write_json(cfg_path, config)
 
-    writer = StoreWriter(out, cfg.mel.shape, cfg.shard_size)
+    writer = StoreWriter(out, cfg.features.shape, cfg.shard_size)
     already = done_recordings(out)
     after: dict[str, float] = defaultdict(float)
-    window_s = cfg.mel.window_s
+    window_s = cfg.features.window_s
+    feats = cfg.features
     for i, r in enumerate(usable):
         split = assignment[r.key]
         passes = slices.get(r.label, 1) if split == "train" else 1
@@ -339,13 +447,18 @@ def prepare(
 
             def windows(rec=r, rng=rng, passes=passes):
                 for p in range(passes):
-                    offset = p * window_s / passes if (rec.duration_s or 0) >= window_s else 0.0
+                    sliced = cfg.shift == "slice" and (rec.duration_s or 0) >= window_s
+                    offset = p * window_s / passes if sliced else 0.0
                     for start_s, y in iter_windows(rec, cfg, offset, rng):
                         aug = ""
                         if p > 0:
-                            y, info = random_noise_and_gain(y, rng, cfg.snr_db, cfg.gain_db)
-                            aug = json.dumps(info, separators=(",", ":"))
-                        yield log_mel(y, cfg.mel.sr, cfg.mel), start_s, aug
+                            info = {}
+                            if cfg.shift == "roll":
+                                info["shift"] = int(rng.integers(1, len(y)))
+                                y = time_shift(y, info["shift"])
+                            y, noise_gain = random_noise_and_gain(y, rng, cfg.snr_db, cfg.gain_db)
+                            aug = json.dumps({**info, **noise_gain}, separators=(",", ":"))
+                        yield feats.compute(y, feats.sr), start_s, aug
 
             def row(start_s, aug, last, rec=r, split=split):
                 return {"key": rec.key, "label": rec.label, "split": split, "group": rec.group,

@@ -138,3 +138,52 @@ def write_corpus(
         w.writeheader()
         w.writerows(rows)
     return out
+
+
+def write_kaggle(
+    out: str | Path, tapes: int = 6, clips_per_tape: int = 8, positive_share: float = 0.4, test_clips: int = 6,
+    seed: int = 0, snr_db: tuple[float, float] = (3.0, 12.0),
+) -> Path:
+    """A challenge-layout folder (train.csv, train/*.aiff, test/*.aiff, sources.csv) of synthetic 2 s
+    clips at 2 kHz: positives hold one up-call in ocean noise, negatives noise alone or a moan or pulse.
+    Each tape has its own noise level; clips of one tape share it, so splits must be by tape."""
+    out = Path(out)
+    (out / "train").mkdir(parents=True, exist_ok=True)
+    (out / "test").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    sr, n = 2000, 4000
+
+    def clip(positive: bool, noise: float) -> np.ndarray:
+        y = ocean_noise(n, sr, rng, noise)
+        rms = float(np.sqrt(np.mean(y**2)))
+        kind = "upcall" if positive else rng.choice(["none", "moan", "pulse"])
+        if kind != "none":
+            c = call(str(kind), sr, rng)[: n - 200]
+            c *= rms * 10 ** (rng.uniform(*snr_db) / 20) / (np.sqrt(np.mean(c**2)) + 1e-12)
+            start = int(rng.integers(0, n - len(c) + 1))
+            y[start : start + len(c)] += c
+        return (y / max(1.0, float(np.abs(y).max()) / 0.9)).astype(np.float32)
+
+    rows, sources, k = [], [], 0
+    for t in range(tapes):
+        tape = f"9{t:04d}"
+        noise = float(rng.uniform(0.005, 0.05))
+        for _ in range(clips_per_tape):
+            k += 1
+            positive = bool(rng.random() < positive_share)
+            name = f"train{k}.aiff"
+            sf.write(out / "train" / name, clip(positive, noise), sr, format="AIFF", subtype="PCM_16")
+            rows.append((name, int(positive)))
+            sources.append((name, f"{tape}{k:03d}", tape, 0.0))
+    for i in range(1, test_clips + 1):
+        sf.write(out / "test" / f"test{i}.aiff", clip(i % 2 == 1, float(rng.uniform(0.005, 0.05))), sr,
+                 format="AIFF", subtype="PCM_16")
+    with open(out / "train.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["clip_name", "label"])
+        w.writerows(rows)
+    with open(out / "sources.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["clip_name", "source_cut", "tape", "offset_s"])
+        w.writerows(sources)
+    return out

@@ -1,20 +1,27 @@
 """Training: a torch loop over a prepared store, with early stopping, class weights, a seeded run,
-a progress bar, a history CSV and plot, and export to a bundle (model.onnx + card.json)."""
+a progress bar, a history CSV and plot, and export to a bundle (model.onnx + card.json + model.pt).
+
+The same loop trains species rankers and detectors (a detector is a two-class model whose card names
+the positive label and a decision threshold chosen on the validation split). Transfer learning:
+`init` loads the matching layers of another model's weights (a bundle folder with model.pt, or a
+.pt state dict) before training; `freeze_backbone` then trains only the classifier head.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .features.spectrogram import MelConfig
-from .models import build
+from .features import from_dict as features_from_dict
+from .models import build, freeze_backbone, load_matching
+from .prepare import store_features
 from .store import FeatureStore, atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
@@ -31,6 +38,11 @@ class TrainConfig:
     spec_augment: bool = True
     mixup: float = 0.4
     threads: int = 0
+    model_options: dict = field(default_factory=dict)  # e.g. {"width": 0.25} for xception
+    init: str = ""  # transfer learning: a bundle folder with model.pt, or a .pt state dict
+    freeze_backbone: bool = False
+    ensemble: int = 1  # train this many models (other seeds) and ship their average
+    threshold_folds: int = 0  # detection: choose the threshold on out-of-fold scores of the training tapes (k folds)
 
 
 def _seed_all(seed: int) -> None:
@@ -95,24 +107,32 @@ def plot_history(history: list[dict], path: Path) -> bool:
     return True
 
 
-def train(store_path: str | Path, out: str | Path, cfg: TrainConfig | None = None, progress: bool = True) -> Path:
-    """Train on the store's train split, stop early on validation loss, export a bundle to `out`."""
+class Ensemble(nn.Module):
+    """Members averaged in probability; returns log(mean softmax), so a softmax of it is that mean."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([torch.softmax(m(x), dim=1) for m in self.members]).mean(0)
+        return torch.log(probs.clamp_min(1e-12))
+
+
+def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, history_path: Path | None, progress: bool,
+         description: str = "training", tr: list[int] | None = None, va: list[int] | None = None,
+         ) -> tuple[nn.Module, list[dict], int, str, dict | None]:
+    """Train one model on windows `tr` (default: the train split), monitoring `va` (default: the
+    validation split); returns (model at its best epoch, history, best epoch, monitor, transfer info).
+
+    The best epoch is looked for once the one-cycle warm-up is over: a low validation loss while the
+    learning rate still climbs is luck on a small validation set, not a trained model."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    cfg = cfg or TrainConfig()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     _seed_all(cfg.seed)
-    store = FeatureStore(store_path)
-    labels = store.labels
     index = {lab: i for i, lab in enumerate(labels)}
-    tr, va = store.indices("train"), store.indices("val")
-    if not tr:
-        from .errors import DatasetError
-
-        raise DatasetError(f"{store_path}: the store has no training windows")
+    tr = store.indices("train") if tr is None else tr
+    va = store.indices("val") if va is None else va
     y_tr = np.array([index[store.rows[i]["label"]] for i in tr], dtype=np.int64)
     y_va = np.array([index[store.rows[i]["label"]] for i in va], dtype=np.int64)
     counts = np.bincount(y_tr, minlength=len(labels)).astype(np.float64)
@@ -121,9 +141,14 @@ def train(store_path: str | Path, out: str | Path, cfg: TrainConfig | None = Non
     loss_fn = nn.CrossEntropyLoss(weight=weight_t)
     eval_loss = nn.CrossEntropyLoss()  # validation loss unweighted: it picks the best epoch
 
-    shape = MelConfig.from_dict(store.config["prepare"]["mel"]).shape
-    model = build(cfg.model, len(labels), shape)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model = build(cfg.model, len(labels), shape, **cfg.model_options)
+    transfer = None
+    if cfg.init:
+        transfer = load_matching(model, cfg.init)
+    if cfg.freeze_backbone:
+        freeze_backbone(model)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * ((len(tr) + cfg.batch_size - 1) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.15)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -133,12 +158,15 @@ def train(store_path: str | Path, out: str | Path, cfg: TrainConfig | None = Non
     best = (float("inf"), -1)
     best_state = None
     monitor = "val_loss" if va else "train_loss"
+    warmup = int(np.ceil(0.15 * cfg.epochs)) if cfg.epochs >= 10 else 0
     t0 = time.time()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                   TimeRemainingColumn(), disable=not progress, transient=False) as bar:
-        task = bar.add_task("training", total=cfg.epochs, info="")
+        task = bar.add_task(description, total=cfg.epochs, info="")
         for epoch in range(1, cfg.epochs + 1):
             model.train()
+            if cfg.freeze_backbone:
+                freeze_backbone(model)  # keeps the frozen batch-norm statistics as they were
             order = rng.permutation(len(tr))
             run_loss, run_correct, seen = 0.0, 0, 0
             for b in range(0, len(order), cfg.batch_size):
@@ -172,24 +200,127 @@ def train(store_path: str | Path, out: str | Path, cfg: TrainConfig | None = Non
             row["lr"] = opt.param_groups[0]["lr"]
             row["seconds"] = round(time.time() - t0, 1)
             history.append(row)
-            _write_history(history, out / "history.csv")  # readable while training runs
+            if history_path is not None:
+                _write_history(history, history_path)  # readable while training runs
             score = row[monitor]
-            if score < best[0]:
+            if epoch > warmup and score < best[0]:
                 best = (score, epoch)
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             bar.update(task, advance=1, info=f"loss {row['train_loss']:.3f} val {row['val_loss']:.3f} acc {row['val_acc']:.2f}")
-            if epoch - best[1] >= cfg.patience:
+            if epoch - max(best[1], warmup) >= cfg.patience:
                 break
     model.load_state_dict(best_state)
     model.eval()
+    return model, history, best[1], monitor, transfer
 
-    _write_history(history, out / "history.csv")
+
+def train(store_path: str | Path, out: str | Path, cfg: TrainConfig | None = None, progress: bool = True) -> Path:
+    """Train on the store's train split, stop early on validation loss, export a bundle to `out`.
+
+    With `cfg.ensemble` > 1, that many models (seeds seed, seed+1000, ...) are trained and exported
+    as one graph that averages their probabilities."""
+    cfg = cfg or TrainConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    store = FeatureStore(store_path)
+    labels = store.labels
+    if not store.indices("train"):
+        from .errors import DatasetError
+
+        raise DatasetError(f"{store_path}: the store has no training windows")
+    feats_cfg = features_from_dict(store_features(store.config["prepare"]))
+    shape = feats_cfg.shape
+    n = max(1, cfg.ensemble)
+    members, fits = [], []
+    for k in range(n):
+        member_cfg = cfg if k == 0 else replace(cfg, seed=cfg.seed + 1000 * k)
+        history_path = out / ("history.csv" if k == 0 else f"history_member{k}.csv")
+        model, history, best_epoch, monitor, transfer = _fit(
+            store, member_cfg, labels, shape, history_path, progress, "training" if n == 1 else f"member {k + 1}/{n}")
+        members.append(model)
+        fits.append({"seed": member_cfg.seed, "epochs_run": len(history), "best_epoch": best_epoch})
+        if k == 0:
+            first = (history, best_epoch, monitor, transfer)
+    history, best_epoch, monitor, transfer = first
+    model = members[0] if n == 1 else Ensemble(members).eval()
+
     plot_history(history, out / "history.png")
-    torch.save(model.state_dict(), out / "model.pt")
-    export_onnx(model, shape, out / "model.onnx")
-    card = make_card(store, cfg, shape, history, best[1], monitor)
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    atomic_write_bytes(out / "model.pt", buf.getvalue())
+    input_name = "logmel" if feats_cfg.kind == "log-mel" else "features"
+    export_onnx(model, shape, out / "model.onnx", input_name)
+    card = make_card(store, cfg, feats_cfg, history, best_epoch, monitor, input_name)
+    if n > 1:
+        card["training"]["members"] = fits
+        card["output"]["apply"] = "softmax (the graph returns the log of the members' mean probabilities)"
+    if transfer is not None:
+        card["training"]["transfer"] = transfer
+    if card["task"] == "detection":
+        index = {lab: i for i, lab in enumerate(labels)}
+        positive = index[card["positive_label"]]
+        if cfg.threshold_folds > 1:
+            card["threshold"], card["threshold_rule"], card["training_tapes_crossval"] = _crossval_threshold(
+                store, cfg, labels, shape, positive, progress)
+        else:
+            va = store.indices("val")
+            y_va = np.array([index[store.rows[i]["label"]] for i in va], dtype=np.int64)
+            card["threshold"], card["threshold_rule"] = _choose_threshold(model, store, va, y_va, positive)
     atomic_write_json(out / "card.json", card)
     return out
+
+
+def _probabilities(model: nn.Module, store: FeatureStore, idx: list[int], positive: int) -> np.ndarray:
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(idx), 64):
+            out.append(torch.softmax(model(torch.from_numpy(store.batch(idx[i : i + 64]))), 1)[:, positive].numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _crossval_threshold(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, positive: int,
+                        progress: bool) -> tuple[float, str, dict]:
+    """Out-of-fold clip scores over the training and validation encounters (k folds by group, each
+    model trained like the shipped one for its epochs), and the F1-best threshold on them."""
+    from .datasets.base import Recording
+    from .evaluate import best_f1_threshold, roc_auc
+    from .prepare import group_folds
+
+    pool = [i for i in range(len(store)) if store.rows[i]["split"] in ("train", "val")]
+    recs = {store.rows[i]["key"]: Recording(path=store.rows[i]["key"], label=store.rows[i]["label"],
+                                            group=store.rows[i]["group"], duration_s=1.0) for i in pool}
+    folds = group_folds(list(recs.values()), cfg.threshold_folds, cfg.seed)
+    scores: dict[str, float] = {}
+    for f, keys in enumerate(folds):
+        held = set(keys)
+        tr = [i for i in pool if store.rows[i]["key"] not in held]
+        te = [i for i in pool if store.rows[i]["key"] in held and not store.rows[i]["augment"]]
+        if not tr or not te:
+            continue
+        model, *_ = _fit(store, replace(cfg, seed=cfg.seed + 7 + f, patience=cfg.epochs), labels, shape, None, progress,
+                         f"threshold fold {f + 1}/{len(folds)}", tr=tr, va=[])
+        for i, p in zip(te, _probabilities(model, store, te, positive), strict=True):
+            key = store.rows[i]["key"]
+            scores[key] = max(scores.get(key, 0.0), float(p))
+    keys = sorted(scores)
+    y = np.array([int(store.labels.index(recs[k].label) == positive) for k in keys])
+    p = np.array([scores[k] for k in keys])
+    threshold = round(best_f1_threshold(y, p), 4) if 0 < y.sum() < len(y) else 0.5
+    rule = f"maximum F1 on out-of-fold scores of the training and validation encounters ({len(folds)} folds by group)"
+    return threshold, rule, {"folds": len(folds), "clips": len(keys), "roc_auc": round(roc_auc(y, p), 4)}
+
+
+def _choose_threshold(model: nn.Module, store: FeatureStore, va: list[int], y_va: np.ndarray, positive: int) -> tuple[float, str]:
+    """The threshold that maximises F1 on the validation windows (0.5 without both classes there)."""
+    from .evaluate import best_f1_threshold
+
+    truth = (y_va == positive).astype(int)
+    if not va or truth.min() == truth.max():
+        return 0.5, "default 0.5 (the validation split lacks one of the classes)"
+    return round(best_f1_threshold(truth, _probabilities(model, store, va, positive)), 4), "maximum F1 on the validation windows"
 
 
 def _write_history(history: list[dict], path: Path) -> None:
@@ -200,32 +331,37 @@ def _write_history(history: list[dict], path: Path) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def export_onnx(model: nn.Module, shape: tuple[int, int], path: Path) -> None:
-    """Export with a dynamic batch axis; input 'logmel' (batch, n_mels, n_frames) -> 'logits'."""
+def export_onnx(model: nn.Module, shape: tuple[int, int], path: Path, input_name: str = "logmel") -> None:
+    """Export with a dynamic batch axis; input (batch, *shape) named `input_name` -> 'logits'."""
     model.eval()
     dummy = torch.zeros(2, *shape)
     buf = io.BytesIO()
     torch.onnx.export(
-        model, (dummy,), buf, input_names=["logmel"], output_names=["logits"],
-        dynamic_axes={"logmel": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False,
+        model, (dummy,), buf, input_names=[input_name], output_names=["logits"],
+        dynamic_axes={input_name: {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False,
     )
     atomic_write_bytes(path, buf.getvalue())
 
 
-def make_card(store: FeatureStore, cfg: TrainConfig, shape, history, best_epoch: int, monitor: str) -> dict:
+def make_card(store: FeatureStore, cfg: TrainConfig, feats_cfg, history, best_epoch: int, monitor: str,
+              input_name: str = "logmel") -> dict:
     sc = store.config
     names = sc.get("scientific_names", {})
     source = sc.get("source", {})
-    return {
+    task = sc.get("task", "species")
+    features = feats_cfg.to_dict()
+    if feats_cfg.kind in ("log-mel", "stft-image"):
+        features.update({"type": "log-mel-db" if feats_cfg.kind == "log-mel" else "log-power-db", "ref": "window peak"})
+    card = {
         "format": "deepdive-bundle/1",
-        "task": "species",
+        "task": task,
         "model": cfg.model,
         "labels": [{"species": lab, "scientific_name": names.get(lab, "")} for lab in sc["labels"]],
-        "features": {"type": "log-mel-db", "ref": "window peak", **sc["prepare"]["mel"]},
-        "input": {"name": "logmel", "shape": ["batch", *shape]},
+        "features": features,
+        "input": {"name": input_name, "shape": ["batch", *feats_cfg.shape]},
         "output": {"name": "logits", "apply": "softmax"},
         "aggregate": "mean of window probabilities over the recording",
-        "prepare": {k: v for k, v in sc["prepare"].items() if k != "mel"},
+        "prepare": {k: v for k, v in sc["prepare"].items() if k not in ("mel", "features")},
         "split": {
             "method": "by encounter (tape or date), stratified by species, seeded; single-encounter species "
                       "fall back to tapes, then blocks of consecutive cuts (see level)",
@@ -240,6 +376,12 @@ def make_card(store: FeatureStore, cfg: TrainConfig, shape, history, best_epoch:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "deepdive_version": _version(),
     }
+    if task == "detection":
+        positive = sc["prepare"]["positive"]
+        card["labels"] = [{"label": lab} for lab in sc["labels"]]
+        card["positive_label"] = positive
+        card["aggregate"] = f"highest window probability of '{positive}' over the recording"
+    return card
 
 
 def _version() -> str:

@@ -1,21 +1,65 @@
-"""STFT, mel filterbank and decibels in numpy, numerically equal to librosa's defaults.
+"""STFT, mel filterbank, decibels and image resizing in numpy, numerically equal to librosa's defaults.
 
 `melspectrogram(y, sr, ...)` matches `librosa.feature.melspectrogram` (centred frames, zero
 padding, periodic Hann window, power 2, Slaney mel scale and area normalisation) and
 `power_to_db` matches `librosa.power_to_db`. Tests check both against librosa.
+
+Two feature configurations live here, each a frozen dataclass saved in a bundle's card and able to
+rebuild a model's input from audio (`compute(y, sr)`):
+- `MelConfig` (kind `log-mel`): the species models' log-mel windows;
+- `StftImageConfig` (kind `stft-image`): the right-whale detectors' spectrogram images, as in the
+  Kaggle challenge's winning recipes: 256-sample segments with 87.5% overlap at 2 kHz, log power,
+  optionally resized to a network's input size.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 
 
+def _field_names(cls) -> list[str]:
+    """A config's own fields (not its ClassVar `kind`)."""
+    return [f.name for f in fields(cls)]
+
+
+class Windowed:
+    """What every feature configuration derives from `sr`, `window_s` and `hop_length`, and its card
+    round trip (`to_dict` adds `kind`; `from_dict` ignores keys it does not know; tuples come back
+    from JSON lists)."""
+
+    sr: int
+    window_s: float
+    hop_length: int
+    kind: ClassVar[str]
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_s * self.sr))
+
+    @property
+    def n_frames(self) -> int:
+        """Centred STFT frames in one window."""
+        return 1 + self.window_samples // self.hop_length
+
+    def to_dict(self) -> dict:
+        d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        return {"kind": self.kind, **d}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        kw = {k: d[k] for k in _field_names(cls) if k in d}
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in kw.items()})
+
+
 @dataclass(frozen=True)
-class MelConfig:
+class MelConfig(Windowed):
     """Everything needed to rebuild a model's input from audio; saved in each bundle's card."""
+
+    kind: ClassVar[str] = "log-mel"
 
     sr: int = 32_000
     n_fft: int = 2048
@@ -27,23 +71,11 @@ class MelConfig:
     window_s: float = 5.0
 
     @property
-    def window_samples(self) -> int:
-        return int(round(self.window_s * self.sr))
-
-    @property
-    def n_frames(self) -> int:
-        return 1 + self.window_samples // self.hop_length
-
-    @property
     def shape(self) -> tuple[int, int]:
         return (self.n_mels, self.n_frames)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> MelConfig:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+    def compute(self, y: np.ndarray, sr: int) -> np.ndarray:
+        return log_mel(y, sr, self)
 
 
 def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
@@ -148,3 +180,75 @@ def log_mel(y: np.ndarray, sr: int, cfg: MelConfig) -> np.ndarray:
         raise ValueError(f"log_mel expects audio at {cfg.sr} Hz, got {sr} Hz; resample first")
     S = melspectrogram(y, sr, cfg.n_fft, cfg.hop_length, cfg.n_mels, cfg.fmin, cfg.fmax)
     return power_to_db(S, ref="max", top_db=cfg.top_db)
+
+
+@lru_cache(maxsize=32)
+def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Linear interpolation (n_out, n_in) with half-pixel centres; a triangle as wide as the scale
+    when shrinking, so that every input sample counts (antialiased, like PIL's bilinear)."""
+    scale = n_in / n_out
+    support = max(1.0, scale)
+    centres = (np.arange(n_out) + 0.5) * scale - 0.5
+    w = np.maximum(0.0, 1.0 - np.abs(np.arange(n_in)[None, :] - centres[:, None]) / support)
+    w /= w.sum(axis=1, keepdims=True)
+    w = w.astype(np.float32)
+    w.setflags(write=False)
+    return w
+
+
+def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a 2-D array to `size` (rows, columns) by separable linear interpolation."""
+    h, w = int(size[0]), int(size[1])
+    out = np.asarray(img, dtype=np.float32)
+    if out.shape[0] != h:
+        out = _resize_matrix(out.shape[0], h) @ out
+    if out.shape[1] != w:
+        out = out @ _resize_matrix(out.shape[1], w).T
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def stft_bins(sr: int, n_fft: int, fmin: float, fmax: float) -> tuple[int, int]:
+    """First and one-past-last STFT bin between fmin and fmax (inclusive)."""
+    lo = int(np.ceil(fmin * n_fft / sr))
+    hi = int(np.floor(min(fmax, sr / 2) * n_fft / sr)) + 1
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class StftImageConfig(Windowed):
+    """A detector's input: log-power STFT of one window as an image (rows: frequency, low to high).
+
+    Defaults follow the right-whale challenge: 2 kHz audio, 256-sample Hann segments, 87.5% overlap
+    (hop 32), the bins from `fmin` to `fmax`, dB relative to the window's peak with a `top_db` floor,
+    then resized to `image` (rows, columns) when set; None keeps the STFT grid (129 x 126 for 2 s).
+    """
+
+    kind: ClassVar[str] = "stft-image"
+
+    sr: int = 2000
+    n_fft: int = 256
+    hop_length: int = 32
+    fmin: float = 0.0
+    fmax: float = 1000.0
+    top_db: float = 80.0
+    window_s: float = 2.0
+    image: tuple[int, int] | None = None
+
+    @property
+    def bins(self) -> tuple[int, int]:
+        return stft_bins(self.sr, self.n_fft, self.fmin, self.fmax)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        if self.image is not None:
+            return (int(self.image[0]), int(self.image[1]))
+        lo, hi = self.bins
+        return (hi - lo, self.n_frames)
+
+    def compute(self, y: np.ndarray, sr: int) -> np.ndarray:
+        if sr != self.sr:
+            raise ValueError(f"stft image expects audio at {self.sr} Hz, got {sr} Hz; resample first")
+        lo, hi = self.bins
+        power = _frames_power(y, self.n_fft, self.hop_length, True)[:, lo:hi].T
+        img = power_to_db(power, ref="max", top_db=self.top_db)
+        return resize_image(img, self.image) if self.image is not None else np.ascontiguousarray(img)

@@ -1,4 +1,4 @@
-"""Spectrogram CNNs for species ranking.
+"""Spectrogram CNNs for species ranking and call detection.
 
 `DeepDiveCNN` is the network Deep Dive published: four 3x3 convolutions of 32, 48, 48 and 32
 filters, each followed by 2x2 max pooling and batch normalisation, a dense layer of 64 and dropout
@@ -8,7 +8,9 @@ filters, each followed by 2x2 max pooling and batch normalisation, a dense layer
 rates and noise) rather than to memorise one: each frequency band is centred on its mean over time
 (a recorder's colouring and stationary noise are mostly constant per band), residual blocks see
 the spectrogram at four scales, and global mean+max pooling over time and frequency makes the
-decision independent of where in the window a call falls.
+decision independent of where in the window a call falls. With narrow widths (16, 32, 48, 64) it is the
+default right-whale detector (`detector-cnn`): band centring is the per-frequency whitening that the
+challenge's best entries applied to their spectrograms.
 """
 
 from __future__ import annotations

@@ -1,0 +1,210 @@
+"""Right-whale detection end to end on synthetic up-calls in noise: challenge layout, prepare by tape,
+train, evaluate (AUC, noise robustness), detect from Python and the CLI, the submission file."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from deepdive.cli import app
+from deepdive.errors import DatasetError, ModelError
+
+runner = CliRunner()
+
+
+def test_kaggle_loader_groups_by_tape(synth_kaggle, tmp_path):
+    from deepdive.datasets import list_test_clips, load_kaggle
+
+    recs = load_kaggle(synth_kaggle)
+    assert len(recs) == 80 and {r.label for r in recs} == {"noise", "right whale"}
+    assert all(r.group == f"tape:{r.tape}" for r in recs) and len({r.group for r in recs}) == 8
+    names = [p.name for p in list_test_clips(synth_kaggle)]
+    assert names == [f"test{i}.aiff" for i in range(1, 7)]  # natural order
+    (tmp_path / "train.csv").write_text("clip_name,label\nx.aiff,2\n")
+    with pytest.raises(DatasetError, match="not 0 or 1"):
+        load_kaggle(tmp_path)
+    (tmp_path / "train.csv").write_text("clip_name,label\nx.aiff,1\n")
+    with pytest.raises(DatasetError, match="missing"):
+        load_kaggle(tmp_path)
+    # without sources.csv every clip is its own group
+    (tmp_path / "train").mkdir()
+    sf.write(tmp_path / "train" / "x.aiff", np.zeros(4000, np.float32), 2000, format="AIFF")
+    assert load_kaggle(tmp_path)[0].group == "clip:x.aiff"
+
+
+def test_detector_store_is_split_by_tape_and_augments_every_class(detector_store):
+    from deepdive.store import FeatureStore
+
+    s = FeatureStore(detector_store)
+    assert s.config["task"] == "detection" and s.config["prepare"]["positive"] == "right whale"
+    sides: dict[str, set] = {}
+    for r in s.rows:
+        sides.setdefault(r["group"], set()).add(r["split"])
+    assert all(len(v) == 1 for v in sides.values())
+    assert s.config["slices_per_label"] == {"noise": 3, "right whale": 3}
+    train = [r for r in s.rows if r["split"] == "train"]
+    for label in ("noise", "right whale"):
+        mine = [r for r in train if r["label"] == label]
+        assert sum(bool(r["augment"]) for r in mine) == 2 * sum(not r["augment"] for r in mine)
+    assert all("shift" in json.loads(r["augment"]) for r in train if r["augment"])
+    assert not any(r["augment"] for r in s.rows if r["split"] != "train")
+    assert s.features(0).shape == (129, 126)
+
+
+def test_detector_end_to_end(detector_model, detector_store, synth_kaggle):
+    from deepdive import detect, synth
+    from deepdive.bundle import Bundle
+    from deepdive.evaluate import evaluate_store
+
+    b = Bundle.load(detector_model)
+    card = b.card
+    assert card["task"] == "detection" and card["positive_label"] == "right whale"
+    assert card["features"]["kind"] == "stft-image" and card["features"]["n_fft"] == 256
+    assert card["features"]["hop_length"] == 32 and card["input"]["name"] == "features"
+    assert 0 < card["threshold"] < 1
+    report = evaluate_store(detector_model, detector_store, "test")
+    clean = report["conditions"]["clean"]
+    assert clean["n"] >= 10 and 0 < clean["positives"] < clean["n"]
+    assert clean["roc_auc"] >= 0.8  # chance is 0.5
+    assert set(report["conditions"]) == {"clean", "20 dB", "10 dB", "5 dB", "0 dB"}
+    # a fresh up-call in noise against noise alone, at another sample rate: resampled to 2 kHz
+    rng = np.random.default_rng(11)
+    calls = [synth.recording("upcall", 4000, 2.0, rng, snr_db=12, n_calls=1, noise_level=0.02) for _ in range(6)]
+    quiet = [synth.ocean_noise(8000, 4000, rng, 0.02) for _ in range(6)]
+    p_call = [detect(y, sr=4000, model=detector_model) for y in calls]
+    p_noise = [detect(y, sr=4000, model=detector_model) for y in quiet]
+    assert np.mean(p_call) > np.mean(p_noise) + 0.3
+    path = synth_kaggle / "test" / "test1.aiff"
+    assert detect(path, model=detector_model) == pytest.approx(detect(sf.read(path)[0], sr=2000, model=detector_model), abs=1e-6)
+
+
+def test_detect_cli_and_submission(detector_model, synth_kaggle, tmp_path):
+    sub = tmp_path / "submission.csv"
+    bad = tmp_path / "bad.aiff"
+    bad.write_text("not audio")
+    res = runner.invoke(app, ["detect", str(synth_kaggle / "test"), "--model", str(detector_model), "--submission", str(sub),
+                              "--format", "json"])
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert [o["file"].rsplit("/", 1)[1] for o in out] == [f"test{i}.aiff" for i in range(1, 7)]
+    assert set(out[0]) == {"file", "probability", "detected"} and 0 <= out[0]["probability"] <= 1
+    rows = list(csv.reader(sub.open()))
+    assert rows[0] == ["clip", "probability"] and [r[0] for r in rows[1:]] == [f"test{i}.aiff" for i in range(1, 7)]
+    assert all(0 <= float(r[1]) <= 1 for r in rows[1:])
+    clip = synth_kaggle / "test" / "test1.aiff"
+    res = runner.invoke(app, ["detect", str(clip), str(bad), "--model", str(detector_model), "--threshold", "0",
+                              "--format", "csv"])
+    assert res.exit_code == 1
+    lines = res.stdout.strip().splitlines()
+    assert lines[0] == "file,probability,detected,error" and lines[1].endswith(",1,")
+    assert f"error: {bad}: " in res.stderr and "Traceback" not in res.stderr
+    res = runner.invoke(app, ["detect", str(clip), "--model", str(detector_model)])
+    assert res.exit_code == 0 and "test1.aiff" in res.stdout
+
+
+def test_models_refuse_the_other_task(detector_model, synth_model, synth_kaggle):
+    from deepdive import classify, detect
+
+    clip = synth_kaggle / "test" / "test1.aiff"
+    with pytest.raises(ModelError, match="detector"):
+        detect(clip, model=synth_model)
+    with pytest.raises(ModelError, match="species model"):
+        classify(clip, model=detector_model)
+    res = runner.invoke(app, ["detect", str(clip), "--model", str(synth_model)])
+    assert res.exit_code == 1 and res.stderr.startswith("error: ") and "detector" in res.stderr
+
+
+def test_prepare_train_evaluate_kaggle_from_the_cli(synth_kaggle, tmp_path):
+    store, model = tmp_path / "store", tmp_path / "model"
+    res = runner.invoke(app, ["prepare", "kaggle", str(synth_kaggle), "--out", str(store), "--features", "complexity-entropy"])
+    assert res.exit_code == 0, res.stderr
+    assert "right whale" in res.stdout
+    res = runner.invoke(app, ["train", str(store), "--out", str(model), "--model", "inception1d", "--epochs", "2"])
+    assert res.exit_code == 0, res.stderr
+    card = json.loads((model / "card.json").read_text())
+    assert card["features"]["kind"] == "complexity-entropy" and card["input"]["shape"] == ["batch", 30, 126]
+    res = runner.invoke(app, ["evaluate", str(model), str(store)])
+    assert res.exit_code == 0, res.stderr
+    assert "ROC AUC" in res.stdout and (model / "eval" / "roc_pr.png").is_file()
+    assert "clean" in json.loads((model / "card.json").read_text())["metrics"]["test"]
+    res = runner.invoke(app, ["evaluate", str(model), str(synth_kaggle), "--kind", "kaggle", "--out", str(tmp_path / "all"),
+                              "--no-update-card"])
+    assert res.exit_code == 0, res.stderr
+    assert json.loads((tmp_path / "all" / "report.json").read_text())["conditions"]["clean"]["n"] == 80
+
+
+def test_xception_and_transfer_train_on_a_detector_store(detector_store, synth_model, tmp_path):
+    import torch
+
+    from deepdive.bundle import Bundle
+    from deepdive.store import FeatureStore
+    from deepdive.train import TrainConfig, train
+
+    out = train(detector_store, tmp_path / "x", TrainConfig(model="xception", epochs=1, model_options={"width": 0.125}),
+                progress=False)
+    b = Bundle.load(out)
+    assert b.card["training"]["model_options"] == {"width": 0.125}
+    s = FeatureStore(detector_store)
+    assert b.detect(s.batch([0, 1])).shape == (2,)
+    # the species model (trained on log-mel windows) fine-tuned into a detector, backbone frozen
+    out = train(detector_store, tmp_path / "t", TrainConfig(model="deepdive-resnet", epochs=2, init=str(synth_model),
+                                                             freeze_backbone=True), progress=False)
+    card = json.loads((out / "card.json").read_text())
+    assert card["training"]["transfer"]["loaded"] == card["training"]["transfer"]["of"]
+    before = torch.load(synth_model / "model.pt", weights_only=True)
+    after = torch.load(out / "model.pt", weights_only=True)
+    assert torch.equal(before["stages.2.conv1.weight"], after["stages.2.conv1.weight"])
+    assert torch.equal(before["stem.1.running_mean"], after["stem.1.running_mean"])
+    assert not torch.equal(before["head.1.weight"][:2], after["head.1.weight"])
+
+
+def test_crossval_scores_every_clip_once(synth_kaggle, tmp_path):
+    from conftest import detection_cfg
+    from deepdive.crossval import crossval_detector
+    from deepdive.datasets import load_kaggle
+    from deepdive.train import TrainConfig
+
+    recs = load_kaggle(synth_kaggle)
+    r = crossval_detector(recs, tmp_path, detection_cfg(), TrainConfig(model="detector-cnn", epochs=3, patience=3), k=2,
+                          snrs_db=(10.0,))
+    assert sorted(r["clips"]) == sorted(x.key for x in recs)
+    assert len(r["folds"]) == 2 and set(r["conditions"]) == {"clean", "10 dB"}
+    assert r["conditions"]["clean"]["roc_auc"] > 0.5
+
+
+def test_an_ensemble_exports_the_mean_of_its_members(detector_store, tmp_path):
+    import torch
+
+    from deepdive.bundle import Bundle
+    from deepdive.models import build
+    from deepdive.store import FeatureStore
+    from deepdive.train import TrainConfig, train
+
+    out = train(detector_store, tmp_path / "e", TrainConfig(model="detector-cnn", epochs=1, ensemble=2), progress=False)
+    b = Bundle.load(out)
+    assert [m["seed"] for m in b.card["training"]["members"]] == [0, 1000]
+    x = FeatureStore(detector_store).batch([0, 1, 2])
+    state = torch.load(out / "model.pt", weights_only=True)
+    probs = []
+    for k in range(2):
+        m = build("detector-cnn", 2, (129, 126))
+        m.load_state_dict({key.split(".", 2)[2]: v for key, v in state.items() if key.startswith(f"members.{k}.")})
+        probs.append(torch.softmax(m.eval()(torch.from_numpy(x)), 1).detach().numpy())
+    np.testing.assert_allclose(b.predict(x), np.mean(probs, 0), atol=1e-5)
+
+
+def test_prepare_kaggle_feature_options(synth_kaggle, tmp_path):
+    from deepdive.store import FeatureStore
+
+    res = runner.invoke(app, ["prepare", "kaggle", str(synth_kaggle), "--out", str(tmp_path / "s"), "--image", "64x48",
+                              "--fmax", "500", "--n-fft", "128", "--hop-length", "16"])
+    assert res.exit_code == 0, res.stderr
+    s = FeatureStore(tmp_path / "s")
+    f = s.config["prepare"]["features"]
+    assert (f["kind"], f["image"], f["fmax"], f["n_fft"], f["hop_length"]) == ("stft-image", [64, 48], 500.0, 128, 16)
+    assert s.features(0).shape == (64, 48)
+    res = runner.invoke(app, ["prepare", "kaggle", str(synth_kaggle), "--out", str(tmp_path / "t"), "--image", "big"])
+    assert res.exit_code == 1 and "64x64" in res.stderr
