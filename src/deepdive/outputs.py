@@ -88,3 +88,51 @@ def submission_csv(rows: list[tuple[str, float]]) -> str:
     for clip, p in rows:
         w.writerow([clip, f"{p:.6f}"])
     return buf.getvalue()
+
+
+# ---------------------------------------------------------------- Raven selection tables
+
+RAVEN_COLUMNS = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
+                 "Species", "Scientific Name", "Confidence", "Begin Path", "File Offset (s)"]
+_RAVEN_NUMBERS = {"Selection": int, "Channel": int, "Begin Time (s)": float, "End Time (s)": float,
+                  "Low Freq (Hz)": float, "High Freq (Hz)": float, "Confidence": float, "File Offset (s)": float}
+
+
+def raven_table(files: list[tuple[str, float, list[dict]]], low_hz: float, high_hz: float) -> str:
+    """A Raven selection table (tab-separated) of the events of one or more files.
+
+    `files`: (path, duration in s, events) in order. Begin Time runs across the files as Raven
+    plays them one after the other; File Offset is the time within each file."""
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    w.writerow(RAVEN_COLUMNS)
+    selection, offset = 0, 0.0
+    for path, duration, events in files:
+        for e in events:
+            selection += 1
+            w.writerow([selection, "Spectrogram 1", 1, f"{offset + e['start_s']:.4f}", f"{offset + e['end_s']:.4f}",
+                        f"{low_hz:.1f}", f"{high_hz:.1f}", e["label"], e.get("scientific_name", ""), f"{e['peak']:.4f}",
+                        path, f"{e['start_s']:.4f}"])
+        offset += duration
+    return buf.getvalue()
+
+
+def parse_raven_table(text: str) -> list[dict]:
+    """Rows of a Raven selection table (ours, or one Raven wrote with its own extra columns), with
+    numbers parsed; other columns are kept as text."""
+    rows = []
+    for r in csv.DictReader(io.StringIO(text), delimiter="\t"):
+        row = {}
+        for k, v in r.items():
+            if k is None:
+                continue
+            conv = _RAVEN_NUMBERS.get(k)
+            row[k] = conv(v) if conv and v not in ("", None) else v
+        rows.append(row)
+    return rows
+
+
+def read_raven_table(path) -> list[dict]:
+    from pathlib import Path
+
+    return parse_raven_table(Path(path).read_text(encoding="utf-8"))

@@ -1,0 +1,266 @@
+"""Scan long recordings: slide a model's window over a file with a hop, score every window, and merge
+the windows above a threshold into events.
+
+Streaming without repeated work. The file is read block by block at the model's sample rate. For
+spectrogram features (log-mel, stft-image) every STFT frame of the file is computed once, centred on
+multiples of the frame hop as in a spectrogram of the whole file, and each window is a slice of
+`n_frames` frames starting at a multiple of the window hop: overlapping windows share their frames.
+Each window is then put in dB relative to its own peak, exactly as the models were trained. The one
+difference from cutting the window out and computing it alone is at its edges: the frames within
+n_fft/2 of a window's edge see the neighbouring audio instead of zero padding (at the file's start
+and end they see zeros, as a lone window would). Other features (complexity-entropy series) are
+computed per window. Memory holds one block, one window of frames and one batch, whatever the file's
+length.
+
+Windows. Window k starts at k * hop (the hop is rounded to whole frames); windows lie inside the file,
+and when the file does not end on a window boundary a last window ends at the file's end. A file
+shorter than one window gets one padded window, as `classify` and `detect` do.
+
+Events. A detector's window is "on" when its probability reaches the threshold; a species model's
+when its top species' probability does. Consecutive "on" windows (for species: with the same top
+species) whose spans touch or overlap merge into one event from the first window's start to the last
+window's end, with the peak and mean score over its windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import audio
+from .bundle import Bundle, resolve
+from .errors import AudioError
+from .features.spectrogram import (
+    MelConfig,
+    StftImageConfig,
+    _frames_power,
+    mel_filterbank,
+    power_to_db,
+    resize_image,
+)
+
+SCHEMA_VERSION = "deepdive-events/1"
+
+
+@dataclass
+class Event:
+    start_s: float
+    end_s: float
+    label: str
+    scientific_name: str
+    peak: float
+    mean: float
+    windows: int
+
+
+def _frame_features(cfg, power: np.ndarray) -> np.ndarray:
+    """Per-frame values before the window's dB step: (frames, rows)."""
+    if isinstance(cfg, MelConfig):
+        fb = mel_filterbank(cfg.sr, cfg.n_fft, cfg.n_mels, float(cfg.fmin), float(cfg.fmax))
+        return power @ fb.T
+    lo, hi = cfg.bins
+    return power[:, lo:hi]
+
+
+def _window_from_frames(cfg, frames: np.ndarray) -> np.ndarray:
+    db = power_to_db(frames.T, ref="max", top_db=cfg.top_db)
+    if isinstance(cfg, StftImageConfig) and cfg.image is not None:
+        return resize_image(db, cfg.image)
+    return np.ascontiguousarray(db)
+
+
+def _blocks(source, cfg, sr: int | None) -> Iterator[np.ndarray]:
+    if isinstance(source, np.ndarray):
+        if sr is None:
+            raise AudioError("array input: give its sample rate, e.g. scan(samples, sr=2000)")
+        yield audio.resample(audio.check_samples(np.asarray(source, dtype=np.float32), "array input"), sr, cfg.sr)
+    else:
+        for _, block, _ in audio.stream(source, block_s=60.0, sr=cfg.sr):
+            yield block
+
+
+def _frames_stream(blocks: Iterator[np.ndarray], cfg) -> Iterator[np.ndarray]:
+    """The file's STFT frames (centred, zero-padded at its two ends), in chunks, computed once."""
+    half, hop, n_fft = cfg.n_fft // 2, cfg.hop_length, cfg.n_fft
+    buf = np.zeros(half, dtype=np.float32)  # the centre padding before the first sample
+    for block in blocks:
+        buf = np.concatenate([buf, block])
+        usable = (len(buf) - n_fft) // hop + 1 if len(buf) >= n_fft else 0
+        if usable > 0:
+            yield _frame_features(cfg, _frames_power(buf[: (usable - 1) * hop + n_fft], n_fft, hop, False))
+            buf = buf[usable * hop :]
+    buf = np.concatenate([buf, np.zeros(half, dtype=np.float32)])
+    if len(buf) >= n_fft:
+        yield _frame_features(cfg, _frames_power(buf, n_fft, hop, False))
+
+
+def _edge_frames(cfg, window: np.ndarray) -> tuple[int, np.ndarray, int, np.ndarray]:
+    """The frames of a lone window that reach past its edges, computed with its zero padding:
+    (e, the first e frames, r0, frames r0..n-1)."""
+    half, hop, n_fft, n = cfg.n_fft // 2, cfg.hop_length, cfg.n_fft, cfg.n_frames
+    w = len(window)
+    e = -(-half // hop)  # frames i with i*hop - half < 0
+    left = np.concatenate([np.zeros(half, np.float32), window[: (e - 1) * hop + half]])
+    r0 = max(e, -(-(w - half + 1) // hop))  # frames i with i*hop + half > w
+    right = np.concatenate([window[r0 * hop - half :], np.zeros((n - 1) * hop + half - w, np.float32)])
+    return (e, _frame_features(cfg, _frames_power(left, n_fft, hop, False)[:e]),
+            r0, _frame_features(cfg, _frames_power(right, n_fft, hop, False)[: n - r0]))
+
+
+def sliding_windows(source: str | Path | np.ndarray, bundle: Bundle, hop_s: float, sr: int | None = None,
+                    batch: int = 64) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (window start times in s, features) batches of a file slid with `hop_s`."""
+    cfg = bundle.features
+    if not isinstance(cfg, MelConfig | StftImageConfig):
+        yield from _per_window(source, bundle, hop_s, sr, batch)
+        return
+    hop_frames = max(1, int(round(hop_s * cfg.sr / cfg.hop_length)))
+    n, hop, w = cfg.n_frames, cfg.hop_length, cfg.window_samples
+    samples = np.zeros(0, dtype=np.float32)
+    s_first = 0  # sample index of samples[0]
+    total = 0
+
+    def tee(blocks):
+        nonlocal samples, total
+        for b in blocks:
+            samples = np.concatenate([samples, b])
+            total += len(b)
+            yield b
+
+    def window_at(start_frame: int, frames: np.ndarray) -> np.ndarray:
+        s0 = start_frame * hop - s_first
+        e, left, r0, right = _edge_frames(cfg, samples[s0 : s0 + w])
+        frames = frames.copy()
+        frames[:e], frames[r0:] = left, right
+        return _window_from_frames(cfg, frames)
+
+    pending = np.zeros((0, 0), dtype=np.float32)
+    first = 0  # frame index of pending[0]
+    next_start = 0  # frame index of the next window
+    starts: list[float] = []
+    feats: list[np.ndarray] = []
+    emitted_end = 0
+    for chunk in _frames_stream(tee(_blocks(source, cfg, sr)), cfg):
+        pending = chunk if pending.size == 0 else np.concatenate([pending, chunk])
+        while next_start + n <= first + len(pending) and next_start * hop + w <= total:
+            s = next_start - first
+            starts.append(next_start * hop / cfg.sr)
+            feats.append(window_at(next_start, pending[s : s + n]))
+            emitted_end = next_start * hop + w
+            next_start += hop_frames
+            if len(feats) == batch:
+                yield np.array(starts), np.stack(feats)
+                starts, feats = [], []
+        drop = min(next_start - first, len(pending) - n - 1)  # keep a window of frames for a last window
+        if drop > 0:
+            pending, first = pending[drop:], first + drop
+        keep_from = min(first * hop, max(0, total - w))  # and its samples
+        if keep_from > s_first:
+            samples, s_first = samples[keep_from - s_first :], keep_from
+    if emitted_end == 0:  # shorter than one window: one padded window, as classify and detect do
+        from .predict import window_features
+
+        yield from window_features(source, bundle, sr)
+        return
+    if emitted_end < total:  # a last window ending at the file's end (its start rounded to a frame)
+        last = (total - w) // hop
+        s = last - first
+        if 0 <= s and s + n <= len(pending):
+            starts.append(last * hop / cfg.sr)
+            feats.append(window_at(last, pending[s : s + n]))
+    if feats:
+        yield np.array(starts), np.stack(feats)
+
+
+def _per_window(source, bundle: Bundle, hop_s: float, sr: int | None, batch: int):
+    """Features without shared frames: cut each window out of a sample buffer and compute it alone."""
+    cfg = bundle.features
+    w, hop = cfg.window_samples, max(1, int(round(hop_s * cfg.sr)))
+    buf = np.zeros(0, dtype=np.float32)
+    first = next_start = total = 0
+    starts, feats = [], []
+    for block in _blocks(source, cfg, sr):
+        total += len(block)
+        buf = np.concatenate([buf, block])
+        while next_start + w <= first + len(buf):
+            s = next_start - first
+            starts.append(next_start / cfg.sr)
+            feats.append(cfg.compute(buf[s : s + w], cfg.sr))
+            next_start += hop
+            if len(feats) == batch:
+                yield np.array(starts), np.stack(feats)
+                starts, feats = [], []
+        drop = min(next_start - first, len(buf))
+        buf, first = buf[drop:], first + drop
+    if total < w:
+        from .predict import window_features
+
+        yield from window_features(source, bundle, sr)
+        return
+    if (next_start - hop) + w < total:
+        starts.append((total - w) / cfg.sr)
+        feats.append(cfg.compute(buf[len(buf) - w :] if len(buf) >= w else np.zeros(w, np.float32), cfg.sr))
+    if feats:
+        yield np.array(starts), np.stack(feats)
+
+
+def window_scores(source, model=None, hop_s: float | None = None, sr: int | None = None,
+                  ) -> tuple[np.ndarray, np.ndarray, Bundle]:
+    """(window starts in s, scores, bundle): scores are (n,) call probabilities for a detector, (n,
+    n_labels) probabilities for a species model. `hop_s` defaults to half the window."""
+    bundle = resolve(model)
+    hop = bundle.features.window_s / 2 if hop_s is None else hop_s
+    score = bundle.detect if bundle.task == "detection" else bundle.predict
+    starts, scores = [], []
+    for s, f in sliding_windows(source, bundle, hop, sr):
+        starts.append(s)
+        scores.append(score(f))
+    if not scores:
+        raise AudioError(f"{source if not isinstance(source, np.ndarray) else 'array input'}: nothing to scan")
+    return np.concatenate(starts), np.concatenate(scores), bundle
+
+
+def events_from_scores(starts: np.ndarray, scores: np.ndarray, bundle: Bundle, threshold: float | None = None
+                       ) -> list[Event]:
+    """Merge consecutive windows above the threshold (same top species, for a species model)."""
+    window = bundle.features.window_s
+    if bundle.task == "detection":
+        t = bundle.threshold if threshold is None else threshold
+        on, value = scores >= t, scores
+        labels = [bundle.card["positive_label"]] * len(scores)
+        sci = [""] * len(scores)
+    else:
+        t = 0.5 if threshold is None else threshold
+        top = scores.argmax(1)
+        value = scores[np.arange(len(scores)), top]
+        on = value >= t
+        labels = [bundle.labels[i] for i in top]
+        sci = [bundle.scientific_names[i] for i in top]
+    events: list[Event] = []
+    run: list[int] = []
+
+    def close():
+        if run:
+            v = value[run]
+            events.append(Event(float(starts[run[0]]), float(starts[run[-1]] + window), labels[run[0]], sci[run[0]],
+                                float(v.max()), float(v.mean()), len(run)))
+
+    for i in range(len(starts)):
+        joins = run and on[i] and labels[i] == labels[run[-1]] and starts[i] <= starts[run[-1]] + window
+        if joins:
+            run.append(i)
+            continue
+        close()
+        run = [i] if on[i] else []
+    close()
+    return events
+
+
+def scan(source, model=None, hop_s: float | None = None, threshold: float | None = None, sr: int | None = None
+         ) -> list[dict]:
+    """Events of one recording: [{"start_s", "end_s", "label", "scientific_name", "peak", "mean", "windows"}]."""
+    starts, scores, bundle = window_scores(source, model, hop_s, sr)
+    return [e.__dict__ for e in events_from_scores(starts, scores, bundle, threshold)]

@@ -1,0 +1,82 @@
+"""Scanning long recordings: shared frames give exactly the windows computed alone; events merge."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from deepdive import synth
+from deepdive.bundle import resolve
+from deepdive.scan import events_from_scores, scan, sliding_windows, window_scores
+
+
+def _windows(source, bundle, hop, sr=None):
+    starts, feats = zip(*sliding_windows(source, bundle, hop, sr=sr, batch=7), strict=True)
+    return np.concatenate(starts), np.concatenate(feats)
+
+
+@pytest.mark.parametrize("task", ["detection", "species"])
+@pytest.mark.parametrize("duration", [23.3, 7.77])
+def test_shared_frames_equal_windows_computed_alone(task, duration):
+    bundle = resolve(None, task)
+    cfg = bundle.features
+    y = synth.recording("upcall", cfg.sr, duration, np.random.default_rng(1), n_calls=2)
+    starts, feats = _windows(y, bundle, cfg.window_s / 2, sr=cfg.sr)
+    step = round(cfg.window_s / 2 * cfg.sr / cfg.hop_length) * cfg.hop_length / cfg.sr
+    assert np.allclose(np.diff(starts)[:-1], step)  # hop rounded to whole frames
+    assert starts[-1] + cfg.window_s == pytest.approx(duration, abs=cfg.hop_length / cfg.sr)  # a last window at the end
+    for s, f in zip(starts, feats, strict=True):
+        i = int(round(s * cfg.sr))
+        np.testing.assert_allclose(f, cfg.compute(y[i : i + cfg.window_samples], cfg.sr), atol=1e-4)
+
+
+def test_file_and_array_agree_and_short_files_are_padded(tmp_path):
+    bundle = resolve(None, "detection")
+    y = synth.recording("upcall", 4000, 9.0, np.random.default_rng(2), n_calls=2)
+    sf.write(tmp_path / "a.wav", y, 4000, subtype="FLOAT")
+    s1, p1, _ = window_scores(tmp_path / "a.wav", bundle, hop_s=0.5)
+    s2, p2, _ = window_scores(y, bundle, hop_s=0.5, sr=4000)
+    np.testing.assert_allclose(s1, s2)
+    np.testing.assert_allclose(p1, p2, atol=1e-4)
+    starts, feats = _windows(y[:4000], bundle, 1.0, sr=4000)  # 1 s: one mirrored window, as detect does
+    assert len(starts) == 1 and feats.shape == (1, 129, 126)
+
+
+def test_events_merge_consecutive_windows():
+    bundle = resolve(None, "detection")  # window 2 s
+    starts = np.arange(10) * 1.0
+    scores = np.array([0.1, 0.9, 0.8, 0.2, 0.7, 0.1, 0.1, 0.95, 0.99, 0.96])
+    ev = events_from_scores(starts, scores, bundle, threshold=0.5)
+    assert [(e.start_s, e.end_s, e.windows) for e in ev] == [(1.0, 4.0, 2), (4.0, 6.0, 1), (7.0, 11.0, 3)]
+    assert ev[0].peak == pytest.approx(0.9) and ev[0].mean == pytest.approx(0.85) and ev[0].label == "right whale"
+    species = resolve(None, "species")
+    probs = np.full((4, len(species.labels)), 0.01)
+    probs[[0, 1], 3], probs[2, 5], probs[3, 5] = 0.8, 0.3, 0.9
+    ev = events_from_scores(np.arange(4) * 2.5, probs, species, threshold=0.5)
+    assert [(e.label, e.start_s, e.end_s) for e in ev] == [(species.labels[3], 0.0, 7.5), (species.labels[5], 7.5, 12.5)]
+
+
+def test_scan_returns_events():
+    y = synth.recording("upcall", 2000, 12.0, np.random.default_rng(3), n_calls=3)
+    events = scan(y, threshold=0.0, sr=2000)
+    assert len(events) == 1 and events[0]["start_s"] == 0.0 and events[0]["end_s"] == pytest.approx(12.0, abs=0.02)
+    assert set(events[0]) == {"start_s", "end_s", "label", "scientific_name", "peak", "mean", "windows"}
+
+
+def test_raven_table_round_trip_and_ravens_own_columns():
+    from deepdive.outputs import RAVEN_COLUMNS, parse_raven_table, raven_table
+
+    ev = [{"start_s": 1.0, "end_s": 4.0, "label": "right whale", "scientific_name": "Eubalaena glacialis", "peak": 0.9},
+          {"start_s": 7.5, "end_s": 9.5, "label": "right whale", "scientific_name": "Eubalaena glacialis", "peak": 0.7}]
+    text = raven_table([("a.wav", 60.0, ev[:1]), ("b.wav", 30.0, ev[1:])], 50.0, 250.0)
+    assert text.splitlines()[0].split("\t") == RAVEN_COLUMNS
+    rows = parse_raven_table(text)
+    assert [r["Selection"] for r in rows] == [1, 2]
+    assert rows[1]["Begin Time (s)"] == 67.5 and rows[1]["File Offset (s)"] == 7.5 and rows[1]["Begin Path"] == "b.wav"
+    assert rows[0]["Confidence"] == 0.9 and rows[0]["Low Freq (Hz)"] == 50.0 and rows[0]["Species"] == "right whale"
+    # a table as Raven Pro saves it: its own columns, in its own order, some empty
+    raven = ("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\tDelta Time (s)\t"
+             "Begin File\tAnnotation\n1\tSpectrogram 1\t1\t12.345\t13.9\t60.2\t240\t1.555\tx.wav\tupcall\n"
+             "2\tWaveform 1\t1\t20\t21\t\t\t1\tx.wav\t\n")
+    rows = parse_raven_table(raven)
+    assert rows[0]["Begin Time (s)"] == 12.345 and rows[0]["Delta Time (s)"] == "1.555" and rows[0]["Annotation"] == "upcall"
+    assert rows[1]["Low Freq (Hz)"] == "" and rows[1]["View"] == "Waveform 1"
