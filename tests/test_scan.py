@@ -80,3 +80,29 @@ def test_raven_table_round_trip_and_ravens_own_columns():
     rows = parse_raven_table(raven)
     assert rows[0]["Begin Time (s)"] == 12.345 and rows[0]["Delta Time (s)"] == "1.555" and rows[0]["Annotation"] == "upcall"
     assert rows[1]["Low Freq (Hz)"] == "" and rows[1]["View"] == "Waveform 1"
+
+
+def test_features_without_frames_are_computed_per_window(tmp_path):
+    import json
+
+    pytest.importorskip("torch")
+    from deepdive.bundle import Bundle
+    from deepdive.features import OrdinalConfig
+    from deepdive.models import build
+    from deepdive.train import export_onnx
+
+    cfg = OrdinalConfig()
+    export_onnx(build("inception1d", 2, cfg.shape), cfg.shape, tmp_path / "model.onnx", "features")
+    card = {"task": "detection", "labels": [{"label": "noise"}, {"label": "right whale"}], "positive_label": "right whale",
+            "features": cfg.to_dict(), "prepare": {"min_last_s": 1.0, "pad": "mirror"}}
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    bundle = Bundle.load(tmp_path)
+    y = synth.recording("upcall", 2000, 6.5, np.random.default_rng(4), n_calls=1)
+    starts, feats = _windows(y, bundle, 1.5, sr=2000)
+    assert starts.tolist() == [0.0, 1.5, 3.0, 4.5]  # 4.5 + 2 = 6.5: the last window already ends at the end
+    for s, f in zip(starts, feats, strict=True):
+        i = int(round(s * 2000))
+        np.testing.assert_allclose(f, cfg.compute(y[i : i + 4000], 2000), atol=1e-6)
+    starts, feats = _windows(y[:12000], bundle, 1.5, sr=2000)
+    assert starts.tolist() == [0.0, 1.5, 3.0, 4.0]  # 6 s: a last window ends at the file's end
+    np.testing.assert_allclose(feats[-1], cfg.compute(y[8000:12000], 2000), atol=1e-6)

@@ -180,3 +180,16 @@ def stream(
         raise
     except Exception as exc:
         raise AudioError(f"{meta.path}: could not read samples ({_short(exc)}); the file may be truncated") from None
+
+
+def blocks(source, sr_out: int, sr: int | None = None, block_s: float = 60.0) -> Iterator[np.ndarray]:
+    """Mono float32 blocks at `sr_out` of a file (streamed) or of an array given with its `sr`."""
+    if isinstance(source, np.ndarray):
+        if sr is None:
+            raise AudioError("array input: give its sample rate, e.g. classify(samples, sr=48000)")
+        if not (MIN_SR <= sr <= MAX_SR):
+            raise AudioError(f"array input: sample rate {sr} Hz is outside {MIN_SR}-{MAX_SR} Hz")
+        yield resample(check_samples(np.asarray(source, dtype=np.float32), "array input"), sr, sr_out)
+        return
+    for _, block, _ in stream(source, block_s=block_s, sr=sr_out):
+        yield block

@@ -38,16 +38,8 @@ def window_features(
     prep = bundle.card.get("prepare", {})
     min_last = int(round(float(prep.get("min_last_s", 3.0)) * feats_cfg.sr))
     mirror = prep.get("pad") == "mirror"
-    if isinstance(source, np.ndarray):
-        if sr is None:
-            raise AudioError("array input: give its sample rate, e.g. classify(samples, sr=48000)")
-        if not (audio.MIN_SR <= sr <= audio.MAX_SR):
-            raise AudioError(f"array input: sample rate {sr} Hz is outside {audio.MIN_SR}-{audio.MAX_SR} Hz")
-        y = audio.resample(audio.check_samples(np.asarray(source, dtype=np.float32), "array input"), sr, feats_cfg.sr)
-        blocks: Iterator[np.ndarray] = iter([y])
-    else:
-        blocks = (b for _, b, _ in audio.stream(source, block_s=60.0, sr=feats_cfg.sr))
     starts, feats = [], []
+    blocks = audio.blocks(source, feats_cfg.sr, sr)
     for start, y in slice_windows(blocks, feats_cfg.window_samples, min_last, lambda seg, n: _centre_pad(seg, n, mirror)):
         starts.append(start / feats_cfg.sr)
         feats.append(feats_cfg.compute(y, feats_cfg.sr))

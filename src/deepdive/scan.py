@@ -72,16 +72,6 @@ def _window_from_frames(cfg, frames: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(db)
 
 
-def _blocks(source, cfg, sr: int | None) -> Iterator[np.ndarray]:
-    if isinstance(source, np.ndarray):
-        if sr is None:
-            raise AudioError("array input: give its sample rate, e.g. scan(samples, sr=2000)")
-        yield audio.resample(audio.check_samples(np.asarray(source, dtype=np.float32), "array input"), sr, cfg.sr)
-    else:
-        for _, block, _ in audio.stream(source, block_s=60.0, sr=cfg.sr):
-            yield block
-
-
 def _frames_stream(blocks: Iterator[np.ndarray], cfg) -> Iterator[np.ndarray]:
     """The file's STFT frames (centred, zero-padded at its two ends), in chunks, computed once."""
     half, hop, n_fft = cfg.n_fft // 2, cfg.hop_length, cfg.n_fft
@@ -143,7 +133,7 @@ def sliding_windows(source: str | Path | np.ndarray, bundle: Bundle, hop_s: floa
     starts: list[float] = []
     feats: list[np.ndarray] = []
     emitted_end = 0
-    for chunk in _frames_stream(tee(_blocks(source, cfg, sr)), cfg):
+    for chunk in _frames_stream(tee(audio.blocks(source, cfg.sr, sr)), cfg):
         pending = chunk if pending.size == 0 else np.concatenate([pending, chunk])
         while next_start + n <= first + len(pending) and next_start * hop + w <= total:
             s = next_start - first
@@ -182,7 +172,7 @@ def _per_window(source, bundle: Bundle, hop_s: float, sr: int | None, batch: int
     buf = np.zeros(0, dtype=np.float32)
     first = next_start = total = 0
     starts, feats = [], []
-    for block in _blocks(source, cfg, sr):
+    for block in audio.blocks(source, cfg.sr, sr):
         total += len(block)
         buf = np.concatenate([buf, block])
         while next_start + w <= first + len(buf):
@@ -193,8 +183,9 @@ def _per_window(source, bundle: Bundle, hop_s: float, sr: int | None, batch: int
             if len(feats) == batch:
                 yield np.array(starts), np.stack(feats)
                 starts, feats = [], []
-        drop = min(next_start - first, len(buf))
-        buf, first = buf[drop:], first + drop
+        drop = min(next_start - first, len(buf) - w)  # keep a window of samples for a last window
+        if drop > 0:
+            buf, first = buf[drop:], first + drop
     if total < w:
         from .predict import window_features
 
@@ -202,7 +193,7 @@ def _per_window(source, bundle: Bundle, hop_s: float, sr: int | None, batch: int
         return
     if (next_start - hop) + w < total:
         starts.append((total - w) / cfg.sr)
-        feats.append(cfg.compute(buf[len(buf) - w :] if len(buf) >= w else np.zeros(w, np.float32), cfg.sr))
+        feats.append(cfg.compute(buf[len(buf) - w :], cfg.sr))
     if feats:
         yield np.array(starts), np.stack(feats)
 
