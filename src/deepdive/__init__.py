@@ -21,4 +21,11 @@ def detect(path_or_array, sr=None, model=None):
     return _detect(path_or_array, sr=sr, model=model)
 
 
-__all__ = ["AudioError", "DatasetError", "DeepdiveError", "DownloadError", "ModelError", "classify", "detect", "__version__"]
+def scan(path_or_array, model="rightwhale", hop_s=None, threshold=None, sr=None):
+    """Events of one long recording (see deepdive.scanning.scan)."""
+    from .scanning import scan as _scan
+
+    return _scan(path_or_array, model=model, hop_s=hop_s, threshold=threshold, sr=sr)
+
+
+__all__ = ["AudioError", "DatasetError", "DeepdiveError", "DownloadError", "ModelError", "classify", "detect", "scan", "__version__"]

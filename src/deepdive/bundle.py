@@ -19,7 +19,7 @@ from .errors import ModelError
 from .features import FeatureConfig
 from .features import from_dict as features_from_dict
 
-BUNDLED = {"species": "species", "detection": "detector", "detector": "detector"}
+BUNDLED = {"species": "species", "detection": "detector", "detector": "detector", "rightwhale": "detector"}
 
 
 def bundled_path(name: str = "species") -> Path:

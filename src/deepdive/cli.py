@@ -307,6 +307,41 @@ def detect(
         raise typer.Exit(1)
 
 
+@app.command()
+def scan(
+    paths: Annotated[list[Path], typer.Argument(help="Recordings or folders of recordings")],
+    out: Annotated[Path, typer.Option(help="Folder for the outputs")],
+    model: Annotated[str, typer.Option(help="rightwhale (the bundled detector), species, or a bundle folder")] = "rightwhale",
+    hop: Annotated[float | None, typer.Option(help="Seconds between window starts (default: half a window)")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Event threshold (default: the detector's; 0.5 for species)")] = None,
+    format: Annotated[str, typer.Option("--format", help="Comma-separated: raven,csv,json")] = "raven,csv,json",
+    recursive: Annotated[bool, typer.Option(help="Look into subfolders too")] = False,
+) -> None:
+    """Slide the model over long recordings and write the events: Raven selection tables, CSV, JSON."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .scanning import scan_files
+
+    try:
+        with Progress(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[hours]}"),
+                      TimeRemainingColumn(), console=_console(stderr=True), transient=True) as bar:
+            task = bar.add_task("scan", total=None, hours="")
+
+            def progress(done: int, total: int, seconds: float) -> None:
+                bar.update(task, completed=done, total=total, hours=f"{seconds / 3600:.2f} h of audio")
+
+            summary = scan_files(paths, out, model, hop, threshold, [f.strip() for f in format.split(",") if f.strip()],
+                                 recursive, progress)
+    except DeepdiveError as exc:
+        _fail(str(exc))
+        raise typer.Exit(1) from None
+    print(f"{summary['files']} files, {summary['audio_hours']:.2f} h of audio, {summary['events']} events, "
+          f"{summary['failed']} failed, {summary['times_real_time']}x real time -> {out}")
+    if summary["failed"]:
+        print(f"failed files: {out / 'errors.csv'}")
+        raise typer.Exit(1)
+
+
 @data_app.command("watkins")
 def data_watkins(
     out: Annotated[Path, typer.Option(help="Folder to download into (resumes)")],

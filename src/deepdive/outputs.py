@@ -1,4 +1,5 @@
-"""Writers for results: a terminal table, JSON and CSV for rankings and detections; the Kaggle submission."""
+"""Writers for results: a terminal table, JSON and CSV for rankings and detections; the Kaggle
+submission; Raven selection tables (writer and reader) and the event tables of a scan."""
 
 from __future__ import annotations
 
@@ -136,3 +137,35 @@ def read_raven_table(path) -> list[dict]:
     from pathlib import Path
 
     return parse_raven_table(Path(path).read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------- scan results
+
+EVENT_FIELDS = ["file", "start_s", "end_s", "label", "scientific_name", "peak", "mean", "windows"]
+
+
+def events_csv(results) -> str:
+    """One row per event of every file: file, start_s, end_s, label, scientific_name, peak, mean, windows."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(EVENT_FIELDS)
+    for r in results:
+        for e in r.events:
+            w.writerow([r.path, f"{e['start_s']:.3f}", f"{e['end_s']:.3f}", e["label"], e["scientific_name"],
+                        f"{e['peak']:.6f}", f"{e['mean']:.6f}", e["windows"]])
+    return buf.getvalue()
+
+
+def events_json(results, schema: str, model: str) -> str:
+    files = [{"file": r.path, "duration_s": round(r.duration_s, 3), "events": r.events} for r in results if not r.error]
+    return json.dumps({"schema": schema, "model": model, "files": files}, indent=2, ensure_ascii=False)
+
+
+def errors_csv(results) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["file", "error"])
+    for r in results:
+        if r.error:
+            w.writerow([r.path, r.error])
+    return buf.getvalue()

@@ -6,7 +6,7 @@ import soundfile as sf
 
 from deepdive import synth
 from deepdive.bundle import resolve
-from deepdive.scan import events_from_scores, scan, sliding_windows, window_scores
+from deepdive.scanning import events_from_scores, scan, sliding_windows, window_scores
 
 
 def _windows(source, bundle, hop, sr=None):
@@ -106,3 +106,39 @@ def test_features_without_frames_are_computed_per_window(tmp_path):
     starts, feats = _windows(y[:12000], bundle, 1.5, sr=2000)
     assert starts.tolist() == [0.0, 1.5, 3.0, 4.0]  # 6 s: a last window ends at the file's end
     np.testing.assert_allclose(feats[-1], cfg.compute(y[8000:12000], 2000), atol=1e-6)
+
+
+def test_scan_command_writes_every_output(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    import deepdive
+    from deepdive.cli import app
+    from deepdive.outputs import read_raven_table
+
+    rec = tmp_path / "rec"
+    (rec / "day2").mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    sf.write(rec / "a.wav", synth.recording("upcall", 2000, 20.0, rng, n_calls=3), 2000)
+    sf.write(rec / "day2" / "b.flac", synth.recording("upcall", 8000, 12.0, rng, n_calls=2), 8000)
+    (rec / "broken.wav").write_text("not audio")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["scan", str(rec), "--out", str(out), "--recursive", "--threshold", "0"])
+    assert res.exit_code == 1  # one file failed; the others were scanned
+    assert "3 files" in res.stdout and "1 failed" in res.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["files"] == 3 and summary["failed"] == 1 and summary["audio_hours"] == pytest.approx(32 / 3600, abs=1e-3)
+    errors = (out / "errors.csv").read_text().splitlines()
+    assert len(errors) == 2 and "broken.wav" in errors[1]
+    per_file = read_raven_table(out / "a.selections.txt")
+    assert per_file and per_file[0]["Begin Path"].endswith("a.wav")
+    combined = read_raven_table(out / "all.selections.txt")
+    b_rows = [r for r in combined if r["Begin Path"].endswith("b.flac")]
+    assert b_rows and all(r["Begin Time (s)"] == pytest.approx(20.0 + r["File Offset (s)"]) for r in b_rows)
+    assert [r["Selection"] for r in combined] == list(range(1, len(combined) + 1))
+    events = json.loads((out / "events.json").read_text())
+    assert events["schema"] == "deepdive-events/1" and len(events["files"]) == 2
+    assert (out / "events.csv").read_text().startswith("file,start_s,end_s,label")
+    # the Python API gives the same events for a file
+    assert deepdive.scan(rec / "a.wav", threshold=0.0) == events["files"][0]["events"]

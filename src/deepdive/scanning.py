@@ -255,3 +255,101 @@ def scan(source, model=None, hop_s: float | None = None, threshold: float | None
     """Events of one recording: [{"start_s", "end_s", "label", "scientific_name", "peak", "mean", "windows"}]."""
     starts, scores, bundle = window_scores(source, model, hop_s, sr)
     return [e.__dict__ for e in events_from_scores(starts, scores, bundle, threshold)]
+
+
+# ---------------------------------------------------------------- scanning files and folders
+
+
+@dataclass
+class FileResult:
+    path: str
+    duration_s: float
+    events: list[dict]
+    error: str = ""
+
+
+def find_audio(paths, recursive: bool = False) -> list[Path]:
+    """The audio files named, and those inside the folders named (their subfolders too with `recursive`)."""
+    from .datasets.folders import AUDIO_SUFFIXES
+
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = p.rglob("*") if recursive else p.iterdir()
+            out += sorted(f for f in found if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
+        else:
+            out.append(p)
+    return out
+
+
+def scan_file(path, model=None, hop_s: float | None = None, threshold: float | None = None) -> FileResult:
+    """Events of one file; a file that cannot be read gives a result with its error (no exception)."""
+    from .errors import DeepdiveError
+
+    try:
+        duration = audio.info(path).duration_s
+        starts, scores, bundle = window_scores(path, model, hop_s)
+        events = [e.__dict__ for e in events_from_scores(starts, scores, bundle, threshold)]
+        return FileResult(str(path), duration, events)
+    except DeepdiveError as exc:
+        return FileResult(str(path), 0.0, [], str(exc))
+
+
+FORMATS = ("raven", "csv", "json")
+
+
+def scan_files(paths, out, model=None, hop_s: float | None = None, threshold: float | None = None,
+               formats=FORMATS, recursive: bool = False, progress=None) -> dict:
+    """Scan files and folders into `out`: per file `<stem>.selections.txt` and one `all.selections.txt`
+    (raven), `events.csv`, `events.json`, `errors.csv` and `summary.json`, each written atomically.
+    `progress(done_files, total_files, audio_seconds_done)` after each file. Returns the summary."""
+    import time
+
+    from .outputs import errors_csv, events_csv, events_json, raven_table
+    from .store import atomic_write_json, atomic_write_text
+
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        from .errors import DeepdiveError
+
+        raise DeepdiveError(f"unknown format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)}")
+    bundle = resolve(model)
+    files = find_audio(paths, recursive)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    band = (float(getattr(bundle.features, "fmin", 0.0)), float(getattr(bundle.features, "fmax", bundle.features.sr / 2)))
+    t0 = time.perf_counter()
+    results: list[FileResult] = []
+    seconds = 0.0
+    used: set[str] = set()
+    for i, f in enumerate(files):
+        r = scan_file(f, bundle, hop_s, threshold)
+        results.append(r)
+        seconds += r.duration_s
+        if "raven" in formats and not r.error:
+            stem = Path(f).stem
+            name, k = stem, 1
+            while name in used:
+                k += 1
+                name = f"{stem}-{k}"
+            used.add(name)
+            atomic_write_text(out / f"{name}.selections.txt", raven_table([(r.path, r.duration_s, r.events)], *band))
+        if progress:
+            progress(i + 1, len(files), seconds)
+    ok = [r for r in results if not r.error]
+    if "raven" in formats:
+        atomic_write_text(out / "all.selections.txt", raven_table([(r.path, r.duration_s, r.events) for r in ok], *band))
+    if "csv" in formats:
+        atomic_write_text(out / "events.csv", events_csv(ok))
+    if "json" in formats:
+        atomic_write_text(out / "events.json", events_json(ok, SCHEMA_VERSION, str(bundle.path)))
+    atomic_write_text(out / "errors.csv", errors_csv(results))
+    elapsed = time.perf_counter() - t0
+    summary = {
+        "schema": SCHEMA_VERSION, "model": str(bundle.path), "task": bundle.task, "files": len(results),
+        "failed": len(results) - len(ok), "audio_hours": round(seconds / 3600, 4),
+        "events": sum(len(r.events) for r in ok), "seconds": round(elapsed, 2),
+        "times_real_time": round(seconds / elapsed, 1) if elapsed > 0 else None,
+    }
+    atomic_write_json(out / "summary.json", summary)
+    return summary
