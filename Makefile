@@ -48,6 +48,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_onnx_vs_torch.py
 	$(BIN)/python benchmarks/bench_prepare_memory.py
 	$(BIN)/python benchmarks/bench_detectors.py
+	$(BIN)/python benchmarks/bench_scan.py
 
 # Train and compare the detector families on ../shared/data/rightwhale2k (about 40 minutes with --cv).
 bench-detectors: $(VENV)/.installed-dev

@@ -1,0 +1,70 @@
+"""Scan speed (times real time) and peak memory on long files, each scan in a fresh process.
+
+Writes synthetic recordings (ocean noise with calls, 16-bit WAV) of 1 h and 10 h at 2 kHz, and 1 h at
+32 kHz, then scans them with the bundled detector and the bundled species model (default hop: half a
+window) and prints times real time and the child process's peak RSS. The 10 h file against the 1 h
+file shows whether memory grows with length.
+
+    .venv/bin/python benchmarks/bench_scan.py [--tmp DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+CHILD = """
+import json, resource, sys, time
+from deepdive.scanning import window_scores, events_from_scores
+path, model = sys.argv[1], sys.argv[2]
+t = time.perf_counter()
+starts, scores, bundle = window_scores(path, model)
+events = events_from_scores(starts, scores, bundle)
+elapsed = time.perf_counter() - t
+print(json.dumps({"seconds": elapsed, "windows": len(starts), "events": len(events),
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def write_long(path: Path, sr: int, hours: float, seed: int = 0) -> None:
+    from deepdive import synth
+
+    rng = np.random.default_rng(seed)
+    with sf.SoundFile(path, "w", samplerate=sr, channels=1, subtype="PCM_16") as f:
+        for _ in range(int(hours * 60)):  # a minute at a time
+            f.write(synth.recording("upcall", sr, 60.0, rng, snr_db=10, n_calls=3))
+
+
+def run(path: Path, model: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, str(path), model], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tmp", default=None)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        cases = [("detector", "rightwhale", 2000, 1.0), ("detector", "rightwhale", 2000, 10.0),
+                 ("species", "species", 32000, 1.0)]
+        print("| model | file | windows | seconds | times real time | peak RSS |")
+        print("|---|---|---:|---:|---:|---:|")
+        for label, model, sr, hours in cases:
+            path = Path(tmp) / f"{hours:g}h_{sr}.wav"
+            if not path.exists():
+                write_long(path, sr, hours)
+            r = run(path, model)
+            print(f"| {label} | {hours:g} h at {sr} Hz | {r['windows']:,} | {r['seconds']:.1f} | "
+                  f"{hours * 3600 / r['seconds']:,.0f}x | {r['peak_rss_mb']:.0f} MB |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
