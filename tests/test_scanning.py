@@ -142,3 +142,87 @@ def test_scan_command_writes_every_output(tmp_path):
     assert (out / "events.csv").read_text().startswith("file,start_s,end_s,label")
     # the Python API gives the same events for a file
     assert deepdive.scan(rec / "a.wav", threshold=0.0) == events["files"][0]["events"]
+
+
+@pytest.fixture(scope="module")
+def long_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("long")
+    rng = np.random.default_rng(6)
+    for i in range(5):
+        sf.write(d / f"rec{i}.wav", synth.recording("upcall", 2000, 15.0 + 3 * i, rng, n_calls=3), 2000)
+    return d
+
+
+def _outputs(out):
+    import json
+
+    events = json.loads((out / "events.json").read_text())["files"]
+    return events, (out / "all.selections.txt").read_text(), (out / "events.csv").read_text()
+
+
+def test_resume_after_kill_9(long_files, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from deepdive.scanning import scan_files
+
+    clean = tmp_path / "clean"
+    scan_files([long_files], clean, threshold=0.05)
+    out = tmp_path / "killed"
+    script = (
+        "import os, signal, sys\n"
+        "from deepdive.scanning import scan_files\n"
+        "def progress(done, total, s):\n"
+        "    if done == 2:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"scan_files([{str(long_files)!r}], {str(out)!r}, threshold=0.05, progress=progress)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert res.returncode == -9
+    assert len((out / "journal.jsonl").read_text().splitlines()) == 2
+    assert not (out / "summary.json").exists() and not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+    with open(out / "journal.jsonl", "a") as f:
+        f.write('{"file": "half a line')  # as if killed while writing a journal line
+    summary = scan_files([long_files], out, threshold=0.05)
+    assert summary["resumed_files"] == 2 and summary["files"] == 5
+    assert _outputs(out) == _outputs(clean)
+    again = scan_files([long_files], out, threshold=0.05)  # nothing left to do
+    assert again["resumed_files"] == 5 and _outputs(out) == _outputs(clean)
+    assert json.loads((out / "summary.json").read_text())["events"] == summary["events"]
+
+
+def test_workers_and_dask_give_the_single_process_results(long_files, tmp_path):
+    from distributed import Client, LocalCluster
+
+    from deepdive.scanning import scan_files
+
+    scan_files([long_files], tmp_path / "one", threshold=0.05)
+    scan_files([long_files], tmp_path / "two", threshold=0.05, workers=2)
+    assert _outputs(tmp_path / "two") == _outputs(tmp_path / "one")
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+                      processes=True) as cluster, Client(cluster):
+        summary = scan_files([long_files], tmp_path / "dask", threshold=0.05, dask=cluster.scheduler_address)
+    assert summary["dask"].startswith("tcp://127.0.0.1")
+    assert _outputs(tmp_path / "dask") == _outputs(tmp_path / "one")
+
+
+def test_parquet_tables(long_files, tmp_path):
+    import pyarrow.parquet as pq
+
+    from deepdive.scanning import scan_files, window_scores
+
+    scan_files([long_files / "rec0.wav", long_files / "rec1.wav"], tmp_path, threshold=0.05,
+               formats=("parquet", "json"))
+    windows = pq.read_table(tmp_path / "windows.parquet").to_pydict()
+    starts, scores, _ = window_scores(long_files / "rec0.wav")
+    mine = [i for i, f in enumerate(windows["file"]) if f.endswith("rec0.wav")]
+    assert np.allclose([windows["start_s"][i] for i in mine], starts)
+    assert np.allclose([windows["probability"][i] for i in mine], scores, atol=1e-6)
+    assert windows["end_s"][0] - windows["start_s"][0] == pytest.approx(2.0)
+    events = pq.read_table(tmp_path / "events.parquet")
+    assert events.column_names == ["file", "start_s", "end_s", "label", "scientific_name", "peak", "mean", "windows"]
+    species_dir = tmp_path / "species"
+    scan_files([long_files / "rec0.wav"], species_dir, model="species", formats=("parquet",))
+    table = pq.read_table(species_dir / "windows.parquet")
+    assert "Sperm Whale" in table.column_names and "label" in table.column_names

@@ -314,10 +314,13 @@ def scan(
     model: Annotated[str, typer.Option(help="rightwhale (the bundled detector), species, or a bundle folder")] = "rightwhale",
     hop: Annotated[float | None, typer.Option(help="Seconds between window starts (default: half a window)")] = None,
     threshold: Annotated[float | None, typer.Option(help="Event threshold (default: the detector's; 0.5 for species)")] = None,
-    format: Annotated[str, typer.Option("--format", help="Comma-separated: raven,csv,json")] = "raven,csv,json",
+    format: Annotated[str, typer.Option("--format", help="Comma-separated: raven,csv,json,parquet")] = "raven,csv,json",
     recursive: Annotated[bool, typer.Option(help="Look into subfolders too")] = False,
+    workers: Annotated[int, typer.Option(help="Local processes scanning files in parallel")] = 1,
+    dask: Annotated[str | None, typer.Option(help="A Dask scheduler, e.g. tcp://host:8786, to scan the files on")] = None,
 ) -> None:
-    """Slide the model over long recordings and write the events: Raven selection tables, CSV, JSON."""
+    """Slide the model over long recordings and write the events: Raven selection tables, CSV, JSON,
+    Parquet. Rerun on the same --out to resume: finished files are skipped."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .scanning import scan_files
@@ -331,11 +334,12 @@ def scan(
                 bar.update(task, completed=done, total=total, hours=f"{seconds / 3600:.2f} h of audio")
 
             summary = scan_files(paths, out, model, hop, threshold, [f.strip() for f in format.split(",") if f.strip()],
-                                 recursive, progress)
+                                 recursive, progress, workers, dask)
     except DeepdiveError as exc:
         _fail(str(exc))
         raise typer.Exit(1) from None
-    print(f"{summary['files']} files, {summary['audio_hours']:.2f} h of audio, {summary['events']} events, "
+    resumed = f" ({summary['resumed_files']} already done)" if summary["resumed_files"] else ""
+    print(f"{summary['files']} files{resumed}, {summary['audio_hours']:.2f} h of audio, {summary['events']} events, "
           f"{summary['failed']} failed, {summary['times_real_time']}x real time -> {out}")
     if summary["failed"]:
         print(f"failed files: {out / 'errors.csv'}")

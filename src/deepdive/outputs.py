@@ -169,3 +169,48 @@ def errors_csv(results) -> str:
         if r.error:
             w.writerow([r.path, r.error])
     return buf.getvalue()
+
+
+def _parquet_bytes(table) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def windows_parquet(parts, bundle) -> bytes:
+    """One row per window of every file: file, start_s, end_s, then the score(s): `probability` for a
+    detector; `label`, `probability` (the top species') and one column per species for a species model."""
+    import numpy as np
+    import pyarrow as pa
+
+    window = bundle.features.window_s
+    files, starts, scores = [], [], []
+    for path, part in parts:
+        files += [path] * len(part["starts"])
+        starts.append(part["starts"])
+        scores.append(part["scores"])
+    start = np.concatenate(starts) if starts else np.zeros(0)
+    cols = {"file": pa.array(files, pa.string()), "start_s": pa.array(start, pa.float64()),
+            "end_s": pa.array(start + window, pa.float64())}
+    if bundle.task == "detection":
+        cols["probability"] = pa.array(np.concatenate(scores) if scores else np.zeros(0), pa.float32())
+    else:
+        p = np.concatenate(scores) if scores else np.zeros((0, len(bundle.labels)), np.float32)
+        cols["label"] = pa.array([bundle.labels[i] for i in p.argmax(1)], pa.string())
+        cols["probability"] = pa.array(p.max(1) if len(p) else np.zeros(0), pa.float32())
+        for i, lab in enumerate(bundle.labels):
+            cols[lab] = pa.array(p[:, i], pa.float32())
+    return _parquet_bytes(pa.table(cols))
+
+
+def events_parquet(results) -> bytes:
+    import pyarrow as pa
+
+    rows = [{"file": r.path, **e} for r in results for e in r.events]
+    schema = pa.schema([("file", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()), ("label", pa.string()),
+                        ("scientific_name", pa.string()), ("peak", pa.float64()), ("mean", pa.float64()),
+                        ("windows", pa.int64())])
+    return _parquet_bytes(pa.Table.from_pylist(rows, schema=schema))

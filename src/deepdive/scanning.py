@@ -24,6 +24,9 @@ window's end, with the peak and mean score over its windows.
 
 from __future__ import annotations
 
+import io
+import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,8 +204,9 @@ def _per_window(source, bundle: Bundle, hop_s: float, sr: int | None, batch: int
 def window_scores(source, model=None, hop_s: float | None = None, sr: int | None = None,
                   ) -> tuple[np.ndarray, np.ndarray, Bundle]:
     """(window starts in s, scores, bundle): scores are (n,) call probabilities for a detector, (n,
-    n_labels) probabilities for a species model. `hop_s` defaults to half the window."""
-    bundle = resolve(model)
+    n_labels) probabilities for a species model. `model`: a bundle, a folder, "species", or None for
+    the bundled right-whale detector. `hop_s` defaults to half the window."""
+    bundle = resolve("rightwhale" if model is None else model)
     hop = bundle.features.window_s / 2 if hop_s is None else hop_s
     score = bundle.detect if bundle.task == "detection" else bundle.predict
     starts, scores = [], []
@@ -266,6 +270,8 @@ class FileResult:
     duration_s: float
     events: list[dict]
     error: str = ""
+    starts: np.ndarray | None = None  # window starts (s)
+    scores: np.ndarray | None = None  # (n,) call probabilities or (n, n_labels) probabilities
 
 
 def find_audio(paths, recursive: bool = False) -> list[Path]:
@@ -283,59 +289,167 @@ def find_audio(paths, recursive: bool = False) -> list[Path]:
 
 
 def scan_file(path, model=None, hop_s: float | None = None, threshold: float | None = None) -> FileResult:
-    """Events of one file; a file that cannot be read gives a result with its error (no exception)."""
+    """Window scores and events of one file; a file that cannot be read gives its error (no exception).
+    `model` may be a bundle folder (so that worker processes and Dask workers load it themselves)."""
     from .errors import DeepdiveError
 
     try:
         duration = audio.info(path).duration_s
         starts, scores, bundle = window_scores(path, model, hop_s)
         events = [e.__dict__ for e in events_from_scores(starts, scores, bundle, threshold)]
-        return FileResult(str(path), duration, events)
+        return FileResult(str(path), duration, events, "", starts, scores.astype(np.float32))
     except DeepdiveError as exc:
         return FileResult(str(path), 0.0, [], str(exc))
 
 
-FORMATS = ("raven", "csv", "json")
+FORMATS = ("raven", "csv", "json", "parquet")
+JOURNAL = "journal.jsonl"
 
 
-def scan_files(paths, out, model=None, hop_s: float | None = None, threshold: float | None = None,
-               formats=FORMATS, recursive: bool = False, progress=None) -> dict:
-    """Scan files and folders into `out`: per file `<stem>.selections.txt` and one `all.selections.txt`
-    (raven), `events.csv`, `events.json`, `errors.csv` and `summary.json`, each written atomically.
-    `progress(done_files, total_files, audio_seconds_done)` after each file. Returns the summary."""
-    import time
+def _identity(path: Path) -> dict:
+    st = path.stat() if path.exists() else None
+    return {"file": str(path), "size": st.st_size if st else -1, "mtime_ns": st.st_mtime_ns if st else -1}
 
-    from .outputs import errors_csv, events_csv, events_json, raven_table
-    from .store import atomic_write_json, atomic_write_text
 
-    bad = [f for f in formats if f not in FORMATS]
-    if bad:
-        from .errors import DeepdiveError
+def _read_journal(out: Path) -> dict[str, dict]:
+    """Finished files by path; a line cut short by a crash is ignored (its file is scanned again)."""
+    done: dict[str, dict] = {}
+    path = out / JOURNAL
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            done[entry["file"]] = entry
+    return done
 
-        raise DeepdiveError(f"unknown format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)}")
-    bundle = resolve(model)
-    files = find_audio(paths, recursive)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    band = (float(getattr(bundle.features, "fmin", 0.0)), float(getattr(bundle.features, "fmax", bundle.features.sr / 2)))
-    t0 = time.perf_counter()
-    results: list[FileResult] = []
-    seconds = 0.0
-    used: set[str] = set()
-    for i, f in enumerate(files):
-        r = scan_file(f, bundle, hop_s, threshold)
-        results.append(r)
-        seconds += r.duration_s
-        if "raven" in formats and not r.error:
-            stem = Path(f).stem
+
+def _part_name(path: str) -> str:
+    import hashlib
+
+    return f"{Path(path).stem}-{hashlib.sha1(path.encode()).hexdigest()[:10]}"
+
+
+def _finish(result: FileResult, out: Path, formats, band, used: set[str]) -> dict:
+    """Write one file's own outputs (atomically), then its journal line: the line comes last, so a
+    file whose line is there has all its outputs."""
+    from .outputs import raven_table
+    from .store import atomic_write_bytes, atomic_write_text
+
+    entry = {**_identity(Path(result.path)), "duration_s": result.duration_s, "events": result.events,
+             "error": result.error, "part": "", "raven": ""}
+    if not result.error:
+        entry["part"] = _part_name(result.path)
+        buf = io.BytesIO()
+        np.savez(buf, starts=result.starts, scores=result.scores)
+        atomic_write_bytes(out / "parts" / f"{entry['part']}.npz", buf.getvalue())
+        if "raven" in formats:
+            stem = Path(result.path).stem
             name, k = stem, 1
             while name in used:
                 k += 1
                 name = f"{stem}-{k}"
             used.add(name)
-            atomic_write_text(out / f"{name}.selections.txt", raven_table([(r.path, r.duration_s, r.events)], *band))
+            entry["raven"] = f"{name}.selections.txt"
+            atomic_write_text(out / entry["raven"], raven_table([(result.path, result.duration_s, result.events)], *band))
+    with open(out / JOURNAL, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return entry
+
+
+def _results(files, model_ref, hop_s, threshold, workers: int, dask: str | None):
+    """FileResults as they finish: in this process, in a process pool, or on a Dask cluster."""
+    if dask:
+        from distributed import Client, as_completed
+
+        with Client(dask) as client:
+            futures = client.map(scan_file, [str(f) for f in files], model=model_ref, hop_s=hop_s, threshold=threshold,
+                                 pure=False)
+            for fut in as_completed(futures):
+                yield fut.result()
+        return
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(scan_file, str(f), model_ref, hop_s, threshold) for f in files]
+            for fut in as_completed(futures):
+                yield fut.result()
+        return
+    for f in files:
+        yield scan_file(f, model_ref, hop_s, threshold)
+
+
+def scan_files(paths, out, model=None, hop_s: float | None = None, threshold: float | None = None,
+               formats=("raven", "csv", "json"), recursive: bool = False, progress=None, workers: int = 1,
+               dask: str | None = None) -> dict:
+    """Scan files and folders into `out` and return the summary.
+
+    Per file, as it finishes: `<stem>.selections.txt` (raven) and `parts/<stem>-<hash>.npz` (its window
+    scores), then a line in `journal.jsonl`. A rerun on the same `out` skips every file the journal
+    holds (same path, size and modification time), so an interrupted scan, even killed, goes on where it
+    stopped. At the end, from the journal: `all.selections.txt`, `events.csv`, `events.json`,
+    `windows.parquet` and `events.parquet`, `errors.csv` and `summary.json`, each written atomically.
+    `progress(done_files, total_files, audio_seconds_done)` after each file. `workers` > 1 spreads files
+    over local processes; `dask` ("tcp://host:8786") sends them to a Dask cluster."""
+    import time
+
+    from .errors import DeepdiveError
+
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise DeepdiveError(f"unknown format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)}")
+    if "parquet" in formats:
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise DeepdiveError("Parquet output needs pyarrow: pip install 'deepdive[scan]'") from None
+    bundle = resolve("rightwhale" if model is None else model)
+    model_ref = str(bundle.path)
+    files = find_audio(paths, recursive)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    band = (float(getattr(bundle.features, "fmin", 0.0)), float(getattr(bundle.features, "fmax", bundle.features.sr / 2)))
+    journal = _read_journal(out)
+    from .store import atomic_write_text
+
+    # rewrite the journal with its whole lines only: a line cut short by a kill must not swallow the next
+    atomic_write_text(out / JOURNAL, "".join(json.dumps(e) + "\n" for e in journal.values()))
+    done = {str(f): journal[str(f)] for f in files if str(f) in journal
+            and {k: journal[str(f)][k] for k in ("size", "mtime_ns")} == {k: _identity(f)[k] for k in ("size", "mtime_ns")}}
+    todo = [f for f in files if str(f) not in done]
+    used = {Path(e["raven"]).name.removesuffix(".selections.txt") for e in done.values() if e.get("raven")}
+    seconds = sum(e["duration_s"] for e in done.values())
+    t0 = time.perf_counter()
+    scanned_s = 0.0
+    if progress:
+        progress(len(done), len(files), seconds)
+    for r in _results(todo, model_ref, hop_s, threshold, workers, dask):
+        done[r.path] = _finish(r, out, formats, band, used)
+        seconds += r.duration_s
+        scanned_s += r.duration_s
         if progress:
-            progress(i + 1, len(files), seconds)
+            progress(len(done), len(files), seconds)
+    elapsed = time.perf_counter() - t0
+    entries = [done[str(f)] for f in files]
+    summary = _write_run_outputs(entries, out, formats, band, bundle)
+    summary.update({"resumed_files": len(files) - len(todo), "seconds": round(elapsed, 2),
+                    "times_real_time": round(scanned_s / elapsed, 1) if elapsed > 0 and scanned_s else None,
+                    "workers": workers, "dask": dask or ""})
+    from .store import atomic_write_json
+
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+def _write_run_outputs(entries: list[dict], out: Path, formats, band, bundle: Bundle) -> dict:
+    from .outputs import errors_csv, events_csv, events_json, raven_table
+    from .store import atomic_write_bytes, atomic_write_text
+
+    results = [FileResult(e["file"], e["duration_s"], e["events"], e["error"]) for e in entries]
     ok = [r for r in results if not r.error]
     if "raven" in formats:
         atomic_write_text(out / "all.selections.txt", raven_table([(r.path, r.duration_s, r.events) for r in ok], *band))
@@ -343,13 +457,15 @@ def scan_files(paths, out, model=None, hop_s: float | None = None, threshold: fl
         atomic_write_text(out / "events.csv", events_csv(ok))
     if "json" in formats:
         atomic_write_text(out / "events.json", events_json(ok, SCHEMA_VERSION, str(bundle.path)))
+    if "parquet" in formats:
+        from .outputs import events_parquet, windows_parquet
+
+        parts = [(e["file"], np.load(out / "parts" / f"{e['part']}.npz")) for e in entries if not e["error"]]
+        atomic_write_bytes(out / "windows.parquet", windows_parquet(parts, bundle))
+        atomic_write_bytes(out / "events.parquet", events_parquet(ok))
     atomic_write_text(out / "errors.csv", errors_csv(results))
-    elapsed = time.perf_counter() - t0
-    summary = {
+    return {
         "schema": SCHEMA_VERSION, "model": str(bundle.path), "task": bundle.task, "files": len(results),
-        "failed": len(results) - len(ok), "audio_hours": round(seconds / 3600, 4),
-        "events": sum(len(r.events) for r in ok), "seconds": round(elapsed, 2),
-        "times_real_time": round(seconds / elapsed, 1) if elapsed > 0 else None,
+        "failed": len(results) - len(ok), "audio_hours": round(sum(r.duration_s for r in ok) / 3600, 4),
+        "events": sum(len(r.events) for r in ok),
     }
-    atomic_write_json(out / "summary.json", summary)
-    return summary
