@@ -3,7 +3,8 @@
 Writes synthetic recordings (ocean noise with calls, 16-bit WAV) of 1 h and 10 h at 2 kHz, and 1 h at
 32 kHz, then scans them with the bundled detector and the bundled species model (default hop: half a
 window) and prints times real time and the child process's peak RSS. The 10 h file against the 1 h
-file shows whether memory grows with length.
+file shows whether memory grows with length. Then a folder of 8 half-hour files, scanned with one
+process and with --workers 2 (process start and model loading included).
 
     .venv/bin/python benchmarks/bench_scan.py [--tmp DIR]
 """
@@ -63,6 +64,17 @@ def main() -> int:
             r = run(path, model)
             print(f"| {label} | {hours:g} h at {sr} Hz | {r['windows']:,} | {r['seconds']:.1f} | "
                   f"{hours * 3600 / r['seconds']:,.0f}x | {r['peak_rss_mb']:.0f} MB |", flush=True)
+        # a folder of 8 half-hour files with the detector: one process against --workers 2
+        from deepdive.scanning import scan_files
+
+        folder = Path(tmp) / "folder"
+        folder.mkdir()
+        for i in range(8):
+            write_long(folder / f"f{i}.wav", 2000, 0.5, seed=i)
+        print("\n| folder of 8 x 30 min at 2 kHz | seconds | times real time |\n|---|---:|---:|")
+        for workers in (1, 2):
+            s = scan_files([folder], Path(tmp) / f"out{workers}", workers=workers)
+            print(f"| --workers {workers} | {s['seconds']:.1f} | {s['times_real_time']:,.0f}x |", flush=True)
     return 0
 
 
