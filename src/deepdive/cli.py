@@ -239,11 +239,12 @@ def evaluate(
             from .datasets import load_dataset
 
             recs = load_dataset(kind.value, str(data))
-            if resolve(model).task == "detection":
+            bundle = resolve(model)
+            if bundle.task == "detection":
                 from .evaluate import evaluate_detection
 
-                positive = resolve(model).card["positive_label"]
-                report = evaluate_detection(model, [(r.key, int(r.label == positive)) for r in recs],
+                positive = bundle.card["positive_label"]
+                report = evaluate_detection(bundle, [(r.key, int(r.label == positive)) for r in recs],
                                             on_error=lambda k, m: _fail(m))
                 report["split"] = "all"
             else:
