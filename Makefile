@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: demo test bundle detector bench bench-detectors clean
+.PHONY: demo serve test browser bundle detector bench bench-detectors clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -15,13 +15,27 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 $(VENV)/.installed-dev: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[train,dev,scan]'
+	$(BIN)/pip install -q -e '.[train,dev,scan,web]'
+	touch $@
+
+$(VENV)/.installed-web: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[web]'
 	touch $@
 
 demo: $(VENV)/.installed
 	$(BIN)/deepdive demo
 
-test: $(VENV)/.installed-dev
+serve: $(VENV)/.installed-web
+	$(BIN)/deepdive serve
+
+# The browser tests drive Debian's chromium (never a browser Playwright downloads); as root we install it,
+# otherwise those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+		echo "chromium could not be installed: the browser tests will skip"
+
+test: $(VENV)/.installed-dev browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
@@ -49,6 +63,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_prepare_memory.py
 	$(BIN)/python benchmarks/bench_detectors.py
 	$(BIN)/python benchmarks/bench_scan.py
+	$(BIN)/python benchmarks/bench_web.py
 
 # Train and compare the detector families on ../shared/data/rightwhale2k (about 40 minutes with --cv).
 bench-detectors: $(VENV)/.installed-dev

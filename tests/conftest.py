@@ -86,3 +86,32 @@ def detector_model(detector_store, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("det-model")
     train(detector_store, out, TrainConfig(model="detector-cnn", epochs=12, patience=12, lr=3e-3, seed=0), progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def live_server():
+    """The app on uvicorn in a thread, on a free loopback port: its base URL."""
+    pytest.importorskip("uvicorn", reason="the web extra is not installed")
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from deepdive.web import Settings, create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(Settings(workers=2)), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(600):  # start-up loads the models; bounded wait
+        if server.started:
+            break
+        time.sleep(0.1)
+    assert server.started, "the test server did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(30)

@@ -73,3 +73,45 @@ def test_resize_matches_torch_bilinear_antialias(size):
                                           align_corners=False, antialias=True)[0, 0].numpy()
     np.testing.assert_allclose(ours, ref, atol=1e-4)
     assert np.array_equal(resize_image(img, img.shape), img)
+
+
+# ---------------------------------------------------------------- overview of a whole recording
+
+
+def test_overview_power_is_the_same_whatever_the_blocks():
+    from deepdive.features.spectrogram import overview_power
+
+    rng = np.random.default_rng(0)
+    sr = 4000
+    y = rng.standard_normal(sr * 37 + 123).astype(np.float32)
+    whole = overview_power([y], len(y), sr, columns=300)
+    cuts = np.sort(rng.choice(len(y), 9, replace=False))
+    pieces = overview_power(np.split(y, cuts), len(y), sr, columns=300)
+    np.testing.assert_allclose(pieces, whole, rtol=1e-5)
+    assert whole.shape == (1 + 512 // 2, 300)
+
+
+def test_overview_power_averages_frames_into_columns_and_finds_a_tone():
+    from deepdive.features.spectrogram import _frames_power, overview_n_fft, overview_power
+
+    sr = 2000
+    assert overview_n_fft(2000) == 256 and overview_n_fft(48000) == 2048
+    t = np.arange(sr * 600) / sr
+    y = (0.5 * np.sin(2 * np.pi * 250 * t)).astype(np.float32)
+    y[sr * 300 :] *= 0.1  # 20 dB quieter in the second half
+    out = overview_power([y], len(y), sr, columns=100)
+    assert out.shape == (129, 100)
+    assert (out.argmax(axis=0) == 250 * 256 // sr).all()
+    # hop = n_fft for a long file: each column is the mean of the frames that start in its stretch
+    frames = _frames_power(y, 256, 256, center=False)
+    starts = 256 * np.arange(len(frames))
+    cols = starts * 100 // len(y)
+    np.testing.assert_allclose(out[:, 7], frames[cols == 7].mean(axis=0), rtol=1e-5)
+    assert out[32, 10] / out[32, 90] == pytest.approx(100, rel=0.01)
+
+
+def test_overview_power_of_a_file_shorter_than_a_frame():
+    from deepdive.features.spectrogram import overview_power
+
+    out = overview_power([np.ones(50, np.float32)], 50, 2000)
+    assert out.shape[1] == 1 and out.sum() > 0

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import AudioError, DatasetError, DeepdiveError, DownloadError, ModelError  # noqa: E402
+from .errors import (  # noqa: E402
+    AudioError,
+    DatasetError,
+    DeepdiveError,
+    DownloadError,
+    ModelError,
+    UnreadableAudioError,
+)
 
 
 def classify(path_or_array, sr=None, model=None, top=None):
@@ -28,4 +35,4 @@ def scan(path_or_array, model="rightwhale", hop_s=None, threshold=None, sr=None)
     return _scan(path_or_array, model=model, hop_s=hop_s, threshold=threshold, sr=sr)
 
 
-__all__ = ["AudioError", "DatasetError", "DeepdiveError", "DownloadError", "ModelError", "classify", "detect", "scan", "__version__"]
+__all__ = ["AudioError", "DatasetError", "DeepdiveError", "DownloadError", "ModelError", "UnreadableAudioError", "classify", "detect", "scan", "__version__"]

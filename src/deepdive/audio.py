@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .errors import AudioError
+from .errors import AudioError, UnreadableAudioError
 
 __all__ = ["AudioError", "AudioInfo", "info", "load", "resample", "stream", "check_samples"]
 
@@ -53,7 +53,7 @@ def info(path: str | Path) -> AudioInfo:
     try:
         i = sf.info(p)
     except Exception as exc:  # libsndfile says why in many ways
-        raise AudioError(f"{p}: not a readable audio file ({_short(exc)})") from None
+        raise UnreadableAudioError(f"{p}: not a readable audio file ({_short(exc)})") from None
     _check_sr(int(i.samplerate), p)
     missing = _declared_shortfall(p)
     if missing:

@@ -423,6 +423,39 @@ def demo(
     console.print("Right-whale detector on 2 s clips; run [bold]deepdive detect CLIP.aiff[/bold] on your own.")
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for every interface)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted (MB); larger ones get 413")] = 200.0,
+    species_model: Annotated[Path | None, typer.Option(help="Species bundle folder; default: the bundled one")] = None,
+    detector_model: Annotated[Path | None, typer.Option(help="Detector bundle folder; default: the bundled one")] = None,
+    workers: Annotated[int | None, typer.Option(help="Requests analysed at once; default: the number of cores")] = None,
+) -> None:
+    """Serve the web page at / and the REST API at /api (OpenAPI docs at /docs), models loaded once."""
+    try:
+        import uvicorn
+
+        from .bundle import resolve
+        from .web import Settings, create_app
+    except ImportError as exc:
+        _fail(f"the web server needs the web extra ({exc.name} is missing): pip install 'deepdive[web]'")
+        raise typer.Exit(1) from None
+    try:  # a bad --species-model or --detector-model is told here, in one line, not as a start-up traceback
+        resolve(species_model, "species")
+        resolve(detector_model or "rightwhale", "detection")
+    except DeepdiveError as exc:
+        _fail(str(exc))
+        raise typer.Exit(1) from None
+    settings = Settings(max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+                        species_model=str(species_model) if species_model else None,
+                        detector_model=str(detector_model) if detector_model else None)
+    if workers:
+        settings.workers = workers
+    print(f"deepdive: http://{host}:{port}/  (API docs: http://{host}:{port}/docs; Ctrl+C stops)", file=sys.stderr)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
 def main() -> None:
     app()
 

@@ -11,6 +11,10 @@ class AudioError(DeepdiveError):
     """A file that cannot be used as audio (not audio, truncated, empty, NaN, unusable rate)."""
 
 
+class UnreadableAudioError(AudioError):
+    """A file that libsndfile cannot open as audio at all (a PDF, a text file, an unknown format)."""
+
+
 class DatasetError(DeepdiveError):
     """A dataset folder, metadata file or manifest that cannot be read."""
 

@@ -23,3 +23,58 @@ def save(fig, path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def spectrogram_png(source, sr: int | None = None, columns: int = 1200, fmax: float | None = None,
+                    width_px: int = 1200, height_px: int = 360, events: list[dict] | None = None
+                    ) -> tuple[bytes, dict]:
+    """A whole recording's spectrogram as a PNG with time and frequency axes, and where its plot lies.
+
+    `source`: a file (streamed, any length) or an array with its `sr`. Columns are averaged frames
+    (see `features.spectrogram.overview_power`), in dB relative to the loudest, 80 dB shown; `fmax`
+    cuts the frequency axis (default: Nyquist). `events` ({"start_s", "end_s"}) are shaded when given.
+    Returns (png bytes, {"duration_s", "sr", "fmax_hz", "plot": {"left", "right", "top", "bottom"}}),
+    the plot box as fractions of the image from its top-left corner, so that a page can place marks
+    at times along the axis. Uses matplotlib's object API (no pyplot): safe from several threads.
+    """
+    import io
+
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from . import audio
+    from .features.spectrogram import overview_power, power_to_db
+
+    if isinstance(source, np.ndarray):
+        rate = sr
+        total = len(source) if source.ndim == 1 else source.shape[0]
+    else:
+        meta = audio.info(source)
+        rate, total = meta.sr, meta.frames
+    power = overview_power(audio.blocks(source, rate, sr), total, rate, columns)
+    duration = total / rate
+    nyquist = rate / 2
+    top = min(nyquist, fmax) if fmax else nyquist
+    rows = int(np.floor(top / nyquist * (power.shape[0] - 1))) + 1
+    db = power_to_db(power[:rows], ref="max", top_db=80.0)
+
+    dpi = 100
+    fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.imshow(db, origin="lower", aspect="auto", cmap="magma", interpolation="antialiased",
+              extent=(0.0, duration, 0.0, (rows - 1) / (power.shape[0] - 1) * nyquist))
+    for e in events or []:
+        ax.axvspan(e["start_s"], e["end_s"], color="#4dd0e1", alpha=0.25, lw=0)
+    ax.set_xlabel("time (s)")
+    kilo = top >= 2000
+    ax.set_ylabel("frequency (kHz)" if kilo else "frequency (Hz)")
+    if kilo:
+        ax.yaxis.set_major_formatter(lambda v, _pos: f"{v / 1000:g}")
+    fig.subplots_adjust(left=0.07, right=0.99, top=0.97, bottom=0.15)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    box = ax.get_position()
+    plot = {"left": float(box.x0), "right": float(box.x1), "top": float(1 - box.y1), "bottom": float(1 - box.y0)}
+    return buf.getvalue(), {"duration_s": float(duration), "sr": int(rate), "fmax_hz": float(top), "plot": plot}

@@ -253,3 +253,56 @@ class StftImageConfig(Windowed):
         power = _frames_power(y, self.n_fft, self.hop_length, True)[:, lo:hi].T
         img = power_to_db(power, ref="max", top_db=self.top_db)
         return resize_image(img, self.image) if self.image is not None else np.ascontiguousarray(img)
+
+
+# ---------------------------------------------------------------- overview of a whole recording
+
+
+def overview_n_fft(sr: int) -> int:
+    """A display STFT length: about 8 Hz bins at low rates (256 at 2 kHz), capped at 2048 (23 Hz at 48 kHz)."""
+    return int(min(2048, max(256, 2 ** round(np.log2(sr / 8)))))
+
+
+def overview_power(blocks, total_samples: int, sr: int, columns: int = 1200, n_fft: int | None = None
+                   ) -> np.ndarray:
+    """Power spectrogram of a whole recording at most `columns` wide, from its blocks of samples.
+
+    Frames of `n_fft` samples (Hann window) are taken every `hop` samples, hop between n_fft/4 and
+    n_fft as the length needs; when a file has more frames than columns, each column is the mean
+    power of the frames starting in its stretch of time. Only one block is held at a time, so a
+    10-hour file costs the memory of its blocks and of the image. Returns (1 + n_fft // 2, n_columns)
+    float32; column c covers [c, c + 1) * total_samples / n_columns samples.
+    """
+    n_fft = n_fft or overview_n_fft(sr)
+    total = max(int(total_samples), 1)
+    n_cols = int(max(1, min(columns, -(-total // (n_fft // 4)))))
+    hop = int(min(n_fft, max(n_fft // 4, total // n_cols)))
+    sums = np.zeros((n_cols, 1 + n_fft // 2), dtype=np.float64)
+    counts = np.zeros(n_cols, dtype=np.int64)
+    carry = np.zeros(0, dtype=np.float32)
+    consumed = 0  # file position of carry[0]
+    next_start = 0  # file position of the next frame
+    for block in blocks:
+        buf = np.concatenate([carry, np.asarray(block, dtype=np.float32)])
+        offset = next_start - consumed
+        if len(buf) - offset >= n_fft:
+            n = 1 + (len(buf) - offset - n_fft) // hop
+            power = _frames_power(buf[offset : offset + (n - 1) * hop + n_fft], n_fft, hop, center=False)
+            starts = next_start + hop * np.arange(n)
+            cols = np.minimum(starts * n_cols // total, n_cols - 1)
+            np.add.at(sums, cols, power)
+            np.add.at(counts, cols, 1)
+            next_start += n * hop
+        keep = next_start - consumed
+        consumed += min(keep, len(buf))
+        carry = buf[keep:] if keep < len(buf) else np.zeros(0, dtype=np.float32)
+    if counts.sum() == 0 or (next_start < total and len(carry)):  # a file shorter than one frame, or its tail
+        tail = np.pad(carry, (0, max(0, n_fft - len(carry))))[:n_fft]
+        col = min(next_start * n_cols // total, n_cols - 1)
+        sums[col] += _frames_power(tail, n_fft, n_fft, center=False)[0]
+        counts[col] += 1
+    filled = counts > 0
+    out = np.zeros_like(sums)
+    out[filled] = sums[filled] / counts[filled, None]
+    idx = np.maximum.accumulate(np.where(filled, np.arange(n_cols), 0))  # empty columns repeat the last filled
+    return out[idx].T.astype(np.float32)

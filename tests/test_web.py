@@ -1,0 +1,237 @@
+"""The REST API (FastAPI TestClient, and a live uvicorn server on loopback for concurrency)."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("fastapi", reason="the web extra is not installed")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from deepdive import synth  # noqa: E402
+from deepdive.web import Settings, create_app  # noqa: E402
+from deepdive.web.app import display_name  # noqa: E402
+
+
+def wav_bytes(y: np.ndarray, sr: int, subtype: str = "PCM_16") -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format="WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory) -> Path:
+    """20 s at 8 kHz with up-calls and whistles, as a file (for the Python API) and bytes (for uploads)."""
+    rng = np.random.default_rng(5)
+    y = synth.recording("upcall", 8000, 20.0, rng, snr_db=12, n_calls=4)
+    y += synth.recording("whistle", 8000, 20.0, rng, snr_db=6, n_calls=2, noise_level=0.0)
+    path = tmp_path_factory.mktemp("web") / "calls.wav"
+    sf.write(path, (0.5 * y).astype(np.float32), 8000, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tmp_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("uploads")
+
+
+@pytest.fixture(scope="module")
+def client(tmp_dir):
+    with TestClient(create_app(Settings(max_upload_bytes=4 * 1024 * 1024, tmp_dir=str(tmp_dir)))) as c:
+        yield c
+
+
+def upload(path_or_bytes, name: str = "calls.wav") -> dict:
+    data = path_or_bytes.read_bytes() if isinstance(path_or_bytes, Path) else path_or_bytes
+    return {"file": (name, data, "audio/wav")}
+
+
+def test_health_and_models(client):
+    health = client.get("/api/health").json()
+    assert health["status"] == "ok" and health["models"] == ["rightwhale", "species"]
+    assert health["max_upload_mb"] == 4
+    models = {m["name"]: m for m in client.get("/api/models").json()["models"]}
+    assert models["species"]["task"] == "species" and len(models["species"]["labels"]) == 16
+    assert models["rightwhale"]["task"] == "detection" and 0 < models["rightwhale"]["threshold"] < 1
+    assert models["rightwhale"]["card"]["positive_label"] == models["rightwhale"]["labels"][1]
+
+
+def test_classify_is_the_cli_json_for_one_file(client, recording):
+    from typer.testing import CliRunner
+
+    from deepdive.cli import app
+
+    r = client.post("/api/classify", files=upload(recording))
+    assert r.status_code == 200
+    cli = CliRunner().invoke(app, ["classify", str(recording), "--format", "json"])
+    expected = json.loads(cli.stdout)[0]
+    expected["file"] = "calls.wav"
+    got = r.json()
+    assert got.keys() == expected.keys()
+    assert [x["species"] for x in got["ranking"]] == [x["species"] for x in expected["ranking"]]
+    np.testing.assert_allclose([x["probability"] for x in got["ranking"]],
+                               [x["probability"] for x in expected["ranking"]], rtol=1e-6)
+    top = client.post("/api/classify?top=3", files=upload(recording)).json()["ranking"]
+    assert [x["species"] for x in top] == [x["species"] for x in got["ranking"][:3]]
+
+
+def test_detect_and_scan_match_the_python_api(client, recording):
+    import deepdive
+
+    d = client.post("/api/detect", files=upload(recording)).json()
+    assert d["file"] == "calls.wav"
+    assert d["probability"] == pytest.approx(deepdive.detect(recording), abs=1e-6)
+    assert d["detected"] == (d["probability"] >= d["threshold"])
+
+    s = client.post("/api/scan?hop=0.5&threshold=0.05", files=upload(recording)).json()
+    assert s["schema"] == "deepdive-events/1" and s["model"] == "rightwhale"
+    (f,) = s["files"]
+    assert f["file"] == "calls.wav" and f["duration_s"] == pytest.approx(20.0)
+    expected = deepdive.scan(recording, hop_s=0.5, threshold=0.05)
+    assert [(e["start_s"], e["end_s"], e["windows"]) for e in f["events"]] == \
+        [(e["start_s"], e["end_s"], e["windows"]) for e in expected]
+
+    sp = client.post("/api/scan?model=species&threshold=0", files=upload(recording)).json()["files"][0]["events"]
+    assert sp and sp[0]["start_s"] == 0 and sp[-1]["end_s"] == pytest.approx(20.0, abs=0.05)  # threshold 0: all covered
+    assert {e["label"] for e in sp} <= set(client.get("/api/models").json()["models"][0]["labels"])
+
+
+def test_spectrogram_png_and_analyze(client, recording):
+    r = client.post("/api/spectrogram?fmax=1000", files=upload(recording))
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.content[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(r.content[16:20], "big"), int.from_bytes(r.content[20:24], "big")
+    assert (width, height) == (1200, 360)
+
+    a = client.post("/api/analyze", files=upload(recording)).json()
+    assert a["file"] == "calls.wav" and len(a["ranking"]) == 16
+    assert a["detection"]["probability"] == client.post("/api/detect", files=upload(recording)).json()["probability"]
+    assert a["events"] == client.post("/api/scan", files=upload(recording)).json()["files"][0]["events"]
+    s = a["spectrogram"]
+    assert s["image"].startswith("data:image/png;base64,")
+    assert s["duration_s"] == pytest.approx(20.0) and s["sr"] == 8000 and s["fmax_hz"] == 4000
+    box = s["plot"]
+    assert 0 < box["left"] < box["right"] < 1 and 0 <= box["top"] < box["bottom"] < 1
+
+
+def test_audio_gives_a_wav_a_browser_plays(client, tmp_path):
+    buf = io.BytesIO()
+    y = synth.recording("upcall", 2000, 4.0, np.random.default_rng(0))
+    sf.write(buf, y, 2000, format="AIFF", subtype="PCM_16")
+    r = client.post("/api/audio", files={"file": ("clip.aiff", buf.getvalue(), "audio/aiff")})
+    assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
+    back, sr = sf.read(io.BytesIO(r.content), dtype="float32")
+    assert sr == 8000 and len(back) == 4 * 8000
+    assert sf.info(io.BytesIO(r.content)).subtype == "PCM_16"
+    assert client.post("/api/audio", files=upload(b"nope", "x.aiff")).status_code == 415
+
+
+def test_bad_uploads_get_415_422_413_and_say_why(client):
+    r = client.post("/api/classify", files={"file": ("report.pdf", b"%PDF-1.4 not audio at all", "application/pdf")})
+    assert r.status_code == 415 and r.json()["detail"].startswith("report.pdf: not a readable audio file")
+
+    sr = 4000
+    good = wav_bytes(np.zeros(sr * 3, np.float32) + 0.01, sr)
+    r = client.post("/api/detect", files=upload(good[:1000], "cut.wav"))
+    assert r.status_code == 422 and r.json()["detail"].startswith("cut.wav: truncated")
+
+    r = client.post("/api/detect", files=upload(b"", "empty.wav"))
+    assert r.status_code == 422 and "empty" in r.json()["detail"]
+
+    nan = np.full(sr, np.nan, np.float32)
+    r = client.post("/api/classify", files=upload(wav_bytes(nan, sr, "FLOAT"), "nan.wav"))
+    assert r.status_code == 422 and "NaN" in r.json()["detail"]
+
+    assert client.post("/api/classify").status_code == 422  # no file field
+    assert client.post("/api/scan?model=/etc/passwd", files=upload(good)).status_code == 422  # only named models
+    assert client.post("/api/classify?top=0", files=upload(good)).status_code == 422
+
+    big = b"\0" * (5 * 1024 * 1024)
+    r = client.post("/api/classify", files=upload(big, "big.wav"))
+    assert r.status_code == 413 and "4 MB" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: the limit is counted as the body arrives
+        for _ in range(6):
+            yield b"\0" * (1024 * 1024)
+
+    r = client.post("/api/classify", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 413
+
+
+def test_no_client_path_and_no_temporary_file_left(client, tmp_dir, recording):
+    r = client.post("/api/detect", files=upload(recording, "../../../etc/cron.d/calls.wav"))
+    assert r.status_code == 200 and r.json()["file"] == "calls.wav"
+    client.post("/api/detect", files=upload(b"not audio", "..\\..\\x.wav"))
+    assert not Path("/etc/cron.d/calls.wav").exists()
+    assert list(tmp_dir.iterdir()) == []  # every request above, good or bad, removed its temporary file
+
+
+def test_display_name():
+    assert display_name("C:\\Users\\me\\rec 01.WAV") == "rec 01.WAV"
+    assert display_name("/abs/../x.flac") == "x.flac"
+    assert display_name("") == display_name(None) == display_name("../") == "upload"
+    assert display_name("bad\x00name\n.wav") == "badname.wav"
+
+
+def test_static_page_and_offline_docs(client):
+    page = client.get("/").text
+    assert '<input type="file"' in page and "/static/app.js" in page
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert client.get(asset).status_code == 200
+    docs = client.get("/docs").text
+    assert "/static-offline-docs/swagger-ui-bundle.js" in docs
+    assert client.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
+    for html in (page, docs):  # every script, stylesheet and image comes from the app itself
+        assets = re.findall(r'<(?:script|link|img)\b[^>]*?\b(?:src|href)="([^"]*)"', html)
+        assert assets and all(a.startswith("/") or a.startswith("data:") for a in assets), assets
+    for code in (client.get("/static/app.js").text, client.get("/static/style.css").text):
+        assert "http://" not in code and "https://" not in code and "@import" not in code
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/health", "/api/models", "/api/classify", "/api/detect", "/api/scan", "/api/spectrogram",
+            "/api/audio", "/api/analyze"} <= set(paths)
+
+
+def test_inference_runs_off_the_event_loop(live_server, recording, monkeypatch):
+    """While one classify request is held inside the model, other requests are still answered."""
+    import httpx
+
+    import deepdive.predict
+
+    entered, release = threading.Event(), threading.Event()
+    real = deepdive.predict.classify
+
+    def held(*args, **kwargs):
+        entered.set()
+        release.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(deepdive.predict, "classify", held)
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(httpx.post, f"{live_server}/api/classify", files=upload(recording), timeout=120)
+        assert entered.wait(60)
+        try:
+            assert httpx.get(f"{live_server}/api/health", timeout=30).status_code == 200
+            detect = httpx.post(f"{live_server}/api/detect", files=upload(recording), timeout=60)
+            assert detect.status_code == 200
+            assert not slow.done()  # answered while the classify request was still inside the model
+        finally:
+            release.set()
+        assert slow.result().status_code == 200
+
+
+def test_serve_command_reports_a_bad_model_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from deepdive.cli import app
+
+    r = CliRunner().invoke(app, ["serve", "--species-model", str(tmp_path / "nowhere")])
+    assert r.exit_code == 1
+    assert "no such model folder" in r.stderr and "Traceback" not in r.stderr
