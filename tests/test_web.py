@@ -235,3 +235,35 @@ def test_serve_command_reports_a_bad_model_in_one_line(tmp_path):
     r = CliRunner().invoke(app, ["serve", "--species-model", str(tmp_path / "nowhere")])
     assert r.exit_code == 1
     assert "no such model folder" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_deepdive_serve_answers_on_loopback(tmp_path):
+    """The command itself: `deepdive serve --port P --max-upload-mb 1` starts, answers, and stops."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).with_name("deepdive")
+    server = subprocess.Popen([str(exe), "serve", "--port", str(port), "--max-upload-mb", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        health = None
+        for _ in range(600):  # bounded wait for start-up
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).json()
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None, server.stderr.read().decode()
+                time.sleep(0.1)
+        assert health and health["status"] == "ok" and health["max_upload_mb"] == 1
+        r = httpx.post(f"http://127.0.0.1:{port}/api/classify", files={"file": ("x.wav", b"\0" * 2_000_000)})
+        assert r.status_code == 413
+    finally:
+        server.terminate()
+        server.wait(30)
