@@ -44,8 +44,10 @@ bundle: $(VENV)/.installed-dev
 	$(BIN)/deepdive prepare watkins ../shared/data/watkins --out runs/watkins-store
 	$(BIN)/deepdive train runs/watkins-store --model deepdive-resnet --out runs/species-model
 	$(BIN)/deepdive evaluate runs/species-model runs/watkins-store --split test --out runs/species-model/eval
+	$(BIN)/deepdive quantize runs/species-model runs/watkins-store
 	rm -rf src/deepdive/bundled/species && mkdir -p src/deepdive/bundled/species
-	cp runs/species-model/model.onnx runs/species-model/card.json runs/species-model/model.pt src/deepdive/bundled/species/
+	cp runs/species-model/model.onnx runs/species-model/model.int8.onnx runs/species-model/card.json runs/species-model/model.pt \
+		src/deepdive/bundled/species/
 
 # Rebuild the bundled right-whale detector from ../shared/data/rightwhale2k (a few minutes on 2 cores).
 detector: $(VENV)/.installed-dev

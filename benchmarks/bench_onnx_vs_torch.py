@@ -1,4 +1,5 @@
-"""Throughput of the bundled species model: ONNX Runtime vs torch eager, same process, same batches.
+"""Throughput of the bundled species model: ONNX Runtime (fp32 model.onnx and the 8-bit
+model.int8.onnx) vs torch eager, same process, same batches.
 
 Torch runs the same architecture (weights from runs/species-model/model.pt when present; throughput
 does not depend on the weights' values).
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepdive.bundle import resolve
+from deepdive.bundle import Bundle, resolve
 from deepdive.models import build
 
 
@@ -33,13 +34,17 @@ def main():
     if weights.is_file():
         model.load_state_dict(torch.load(weights))
     torch.set_num_threads(2)
+    fp32 = Bundle.load(bundle.path, precision="fp32")
+    int8 = Bundle.load(bundle.path, precision="int8")
     for batch in (1, 32):
         x = (np.random.default_rng(0).standard_normal((batch, *shape)) * 20 - 40).astype(np.float32)
-        r_onnx = rate(bundle.logits, x)
         with torch.inference_mode():
             r_torch = rate(lambda a: model(torch.from_numpy(a)).numpy(), x)
-        print(f"batch {batch:2d}: onnxruntime {r_onnx:8.1f} windows/s, torch eager {r_torch:8.1f} windows/s, "
-              f"ratio {r_onnx / r_torch:4.2f}x  ({r_onnx * bundle.features.window_s:,.0f} s of audio per second)")
+        print(f"batch {batch:2d}: torch eager {r_torch:8.1f} windows/s")
+        for name, b in (("fp32", fp32), ("int8", int8)):
+            r = rate(b.logits, x)
+            print(f"          onnxruntime {name} ({b.model_file.name}) {r:8.1f} windows/s, {r / r_torch:4.2f}x torch "
+                  f"({r * bundle.features.window_s:,.0f} s of audio per second)")
 
 
 if __name__ == "__main__":

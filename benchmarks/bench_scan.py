@@ -1,9 +1,9 @@
 """Scan speed (times real time) and peak memory on long files, each scan in a fresh process.
 
-Writes synthetic recordings (ocean noise with calls, 16-bit WAV) of 1 h and 10 h at 2 kHz, and 1 h at
+Writes synthetic recordings (ocean noise with calls, 16-bit WAV) of 1 h and 10 h at 2 kHz and at
 32 kHz, then scans them with the bundled detector and the bundled species model (default hop: half a
-window) and prints times real time and the child process's peak RSS. The 10 h file against the 1 h
-file shows whether memory grows with length. Then a folder of 8 half-hour files, scanned with one
+window; the species model in fp32 and in int8, its default) and prints times real time and the child
+process's peak RSS. The 10 h files against the 1 h files show whether memory grows with length. Then a folder of 8 half-hour files, scanned with one
 process and with --workers 2 (process start and model loading included).
 
     .venv/bin/python benchmarks/bench_scan.py [--tmp DIR]
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -43,8 +44,10 @@ def write_long(path: Path, sr: int, hours: float, seed: int = 0) -> None:
             f.write(synth.recording("upcall", sr, 60.0, rng, snr_db=10, n_calls=3))
 
 
-def run(path: Path, model: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(path), model], capture_output=True, text=True, check=True)
+def run(path: Path, model: str, precision: str = "int8") -> dict:
+    env = {**os.environ, "DEEPDIVE_PRECISION": precision}
+    out = subprocess.run([sys.executable, "-c", CHILD, str(path), model], capture_output=True, text=True, check=True,
+                         env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -53,15 +56,16 @@ def main() -> int:
     ap.add_argument("--tmp", default=None)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
-        cases = [("detector", "rightwhale", 2000, 1.0), ("detector", "rightwhale", 2000, 10.0),
-                 ("species", "species", 32000, 1.0)]
+        cases = [("detector", "rightwhale", 2000, 1.0, "fp32"), ("detector", "rightwhale", 2000, 10.0, "fp32"),
+                 ("species, fp32", "species", 32000, 1.0, "fp32"), ("species, int8", "species", 32000, 1.0, "int8"),
+                 ("species, int8", "species", 32000, 10.0, "int8")]
         print("| model | file | windows | seconds | times real time | peak RSS |")
         print("|---|---|---:|---:|---:|---:|")
-        for label, model, sr, hours in cases:
+        for label, model, sr, hours, precision in cases:
             path = Path(tmp) / f"{hours:g}h_{sr}.wav"
             if not path.exists():
                 write_long(path, sr, hours)
-            r = run(path, model)
+            r = run(path, model, precision)
             print(f"| {label} | {hours:g} h at {sr} Hz | {r['windows']:,} | {r['seconds']:.1f} | "
                   f"{hours * 3600 / r['seconds']:,.0f}x | {r['peak_rss_mb']:.0f} MB |", flush=True)
         # a folder of 8 half-hour files with the detector: one process against --workers 2

@@ -9,7 +9,7 @@ the server (upload, temporary file, queueing behind the other requests) per requ
 
 Client and server share this machine's cores, so the figures are a floor for a dedicated server.
 
-    .venv/bin/python benchmarks/bench_web.py [--seconds 20] [--sr 48000] [--levels 1,8,32,64] [--per-level 128]
+    .venv/bin/python benchmarks/bench_web.py [--seconds 20] [--sr 48000] [--levels 1,8,32,64,128] [--per-level 256]
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=20.0, help="length of the recording uploaded")
     ap.add_argument("--sr", type=int, default=48000)
-    ap.add_argument("--levels", default="1,8,32,64")
-    ap.add_argument("--per-level", type=int, default=128, help="requests per concurrency level")
+    ap.add_argument("--levels", default="1,8,32,64,128")
+    ap.add_argument("--per-level", type=int, default=256, help="requests per concurrency level")
     args = ap.parse_args()
 
     import deepdive
@@ -90,7 +90,7 @@ def main() -> None:
 
     deepdive.classify(path)  # warm the in-process reference
     ref = []
-    for _ in range(10):
+    for _ in range(30):
         t = time.perf_counter()
         deepdive.classify(path)
         ref.append(time.perf_counter() - t)

@@ -103,7 +103,7 @@ def _short(exc: Exception) -> str:
 def check_samples(y: np.ndarray, where: str) -> np.ndarray:
     """Reject NaN/inf samples; return float32 mono."""
     if y.ndim == 2:
-        y = y.mean(axis=1)
+        y = y[:, 0] if y.shape[1] == 1 else y.mean(axis=1)
     y = np.asarray(y, dtype=np.float32)
     if y.size == 0:
         raise AudioError(f"{where}: no samples (zero length)")

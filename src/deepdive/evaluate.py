@@ -122,6 +122,7 @@ def evaluate_store(model, store_path: str | Path, split: str = "test") -> dict:
     enc_win, enc_rec = _score(enc_groups, truth, bundle.labels)
     return {
         "model": str(bundle.path),
+        "model_file": bundle.model_file.name,  # model.onnx (fp32) or model.int8.onnx
         "data": str(store_path),
         "split": split,
         "window": win,
@@ -153,7 +154,8 @@ def evaluate_recordings(model, recordings, on_error=None) -> dict:
         groups[r.key] = list(probs)
         truth[r.key] = known[r.label]
     win, rec = _score(groups, truth, bundle.labels)
-    return {"model": str(bundle.path), "split": "all", "window": win, "recording": rec, "labels": bundle.labels}
+    return {"model": str(bundle.path), "model_file": bundle.model_file.name, "split": "all", "window": win,
+            "recording": rec, "labels": bundle.labels}
 
 
 def markdown_report(report: dict) -> str:
@@ -203,6 +205,8 @@ def summary(report: dict) -> dict:
     if report.get("task") == "detection":
         return detection_summary(report)
     out = {"split": report["split"]}
+    if "model_file" in report:
+        out["model_file"] = report["model_file"]
     for level in ("window", "recording"):
         m = report[level]
         if m.get("n"):
