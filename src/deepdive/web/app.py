@@ -8,7 +8,8 @@ format reader sees the usual extension); it is removed when the request ends, wh
 The client's file name appears only in the answers, never in a path.
 
 Errors. A file no audio reader can open: 415. An audio file that cannot be used (truncated, empty,
-too short, NaN samples, unusable sample rate): 422. Both answer {"detail": "<file>: what is wrong"}.
+too short, NaN samples, unusable sample rate): 422. A model that fails on the server: 500. All answer
+{"detail": "<file>: what is wrong"}.
 
 Docs. /docs (Swagger UI) and /redoc are served with their scripts from the app (fastapi-offline).
 
@@ -35,7 +36,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from .. import __version__
-from ..errors import AudioError, DeepdiveError, UnreadableAudioError
+from ..errors import DeepdiveError, ModelError, UnreadableAudioError
 
 STATIC = Path(__file__).parent / "static"
 MB = 1024 * 1024
@@ -119,8 +120,12 @@ class Upload:
     async def __aenter__(self) -> Upload:
         fd, path = tempfile.mkstemp(prefix="deepdive-", suffix=_suffix(self.name), dir=self.tmp_dir)
         self.path = Path(path)
-        with os.fdopen(fd, "wb") as out:
-            await anyio.to_thread.run_sync(shutil.copyfileobj, self.upload.file, out, UPLOAD_CHUNK)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                await anyio.to_thread.run_sync(shutil.copyfileobj, self.upload.file, out, UPLOAD_CHUNK)
+        except BaseException:
+            await self.__aexit__()
+            raise
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -151,8 +156,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # FastAPIOffline: FastAPI whose /docs and /redoc load Swagger UI and ReDoc from the app, not a CDN
     app = FastAPIOffline(title="deepdive", version=__version__, lifespan=lifespan,
-                  description="Which marine mammals call in a recording, and where a right whale calls. "
-                              "Upload a file (wav, aiff, flac, ...) as multipart field `file`.")
+                         description="Which marine mammals call in a recording, and where a right whale calls. "
+                                     "Upload a file (wav, aiff, flac, ...) as multipart field `file`.")
     app.add_middleware(LimitUploadSize, limit=settings.max_upload_bytes)
 
     async def run(fn, *args):
@@ -165,9 +170,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 return await run(work, up.path, up.name)
             except UnreadableAudioError as exc:
                 raise HTTPException(415, up.message(exc)) from None
-            except AudioError as exc:
-                raise HTTPException(422, up.message(exc)) from None
-            except DeepdiveError as exc:
+            except ModelError as exc:  # the server's model, not the client's file
+                raise HTTPException(500, up.message(exc)) from None
+            except DeepdiveError as exc:  # audio that cannot be used: truncated, empty, NaN, too short, ...
                 raise HTTPException(422, up.message(exc)) from None
 
     def card_summary(name: str) -> dict:
