@@ -221,30 +221,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 out.write(block)
         return buf.getvalue()
 
-    @app.get("/api/health")
+    @app.get("/api/health", summary="Health")
     async def health() -> dict:
         """Liveness: the version and the models loaded."""
         return {"status": "ok", "version": __version__, "models": sorted(models),
                 "max_upload_mb": round(settings.max_upload_bytes / MB, 3)}
 
-    @app.get("/api/models")
+    @app.get("/api/models", summary="The models and their cards")
     async def list_models() -> dict:
         """The models this server runs, with their cards (labels, features, training, test metrics)."""
         return {"models": [card_summary(n) for n in ("species", "rightwhale")]}
 
-    @app.post("/api/classify")
+    @app.post("/api/classify", summary="Rank the species of a recording")
     async def api_classify(file: Annotated[UploadFile, File(description="A recording")],
                            top: Annotated[int | None, Query(ge=1, description="Only the K most probable")] = None
                            ) -> dict:
         """Rank every species for one recording: the object `deepdive classify --format json` gives per file."""
         return await handle(file, lambda p, n: ranking(p, n, top))
 
-    @app.post("/api/detect")
+    @app.post("/api/detect", summary="Does a right whale call in it?")
     async def api_detect(file: Annotated[UploadFile, File(description="A clip or recording")]) -> dict:
         """Probability that a right whale calls (in the likeliest window), and whether it passes the threshold."""
         return await handle(file, detection)
 
-    @app.post("/api/scan")
+    @app.post("/api/scan", summary="Events of a long recording")
     async def api_scan(file: Annotated[UploadFile, File(description="A recording of any length")],
                        model: ScanModel = ScanModel.rightwhale,
                        hop: Annotated[float | None, Query(gt=0, description="Window hop (s); default half a window")] = None,
@@ -252,7 +252,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Events of a long recording: the `deepdive-events/1` JSON that `deepdive scan --format json` writes."""
         return await handle(file, lambda p, n: events(p, n, model.value, hop, threshold))
 
-    @app.post("/api/spectrogram", response_class=Response,
+    @app.post("/api/spectrogram", summary="Spectrogram as a PNG", response_class=Response,
               responses={200: {"content": {"image/png": {}}, "description": "PNG with time and frequency axes"}})
     async def api_spectrogram(file: Annotated[UploadFile, File(description="A recording")],
                               fmax: Annotated[float | None, Query(gt=0, description="Top of the frequency axis (Hz)")] = None
@@ -261,14 +261,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         png, _ = await handle(file, lambda p, n: spectrogram(p, fmax))
         return Response(png, media_type="image/png")
 
-    @app.post("/api/audio", response_class=Response,
+    @app.post("/api/audio", summary="A WAV a browser plays", response_class=Response,
               responses={200: {"content": {"audio/wav": {}}, "description": "16-bit mono WAV"}})
     async def api_audio(file: Annotated[UploadFile, File(description="A recording")]) -> Response:
         """The recording as a WAV a browser plays: 16-bit mono, resampled into 8-48 kHz when outside it
         (browsers refuse 2 kHz audio, the right-whale challenge's rate, and AIFF)."""
         return Response(await handle(file, lambda p, n: playable_wav(p)), media_type="audio/wav")
 
-    @app.post("/api/analyze")
+    @app.post("/api/analyze", summary="Everything the page shows, from one upload")
     async def api_analyze(file: Annotated[UploadFile, File(description="A recording")],
                           fmax: Annotated[float | None, Query(gt=0, description="Top of the frequency axis (Hz)")] = None
                           ) -> dict:
