@@ -1,8 +1,8 @@
 """Throughput of the bundled species model: ONNX Runtime (fp32 model.onnx and the 8-bit
 model.int8.onnx) vs torch eager, same process, same batches.
 
-Torch runs the same architecture (weights from runs/species-model/model.pt when present; throughput
-does not depend on the weights' values).
+Torch runs the same architecture, all members of an ensemble (weights from runs/species-model/model.pt
+when present; throughput does not depend on the weights' values).
 
     .venv/bin/python benchmarks/bench_onnx_vs_torch.py
 """
@@ -29,7 +29,13 @@ def rate(fn, x, seconds=4.0):
 def main():
     bundle = resolve(None, "species")
     shape = bundle.features.shape
-    model = build(bundle.card["model"], len(bundle.labels), shape).eval()
+    members = len(bundle.card.get("training", {}).get("members", [])) or 1
+    model = build(bundle.card["model"], len(bundle.labels), shape)
+    if members > 1:  # the bundle averages several networks: so does torch
+        from deepdive.train import Ensemble
+
+        model = Ensemble([build(bundle.card["model"], len(bundle.labels), shape) for _ in range(members)])
+    model = model.eval()
     weights = Path("runs/species-model/model.pt")
     if weights.is_file():
         model.load_state_dict(torch.load(weights))

@@ -98,3 +98,24 @@ def test_metrics_by_hand():
     # F1: a = 2*(0.5*1)/(1.5) = 0.667, b = 0, c = 2*(1*0.5)/1.5 = 0.667
     assert m["macro_f1"] == pytest.approx((2 / 3 + 0 + 2 / 3) / 3, abs=1e-4)
     assert m["confusion"] == [[1, 0, 0], [1, 0, 0], [0, 1, 1]]
+
+
+def test_band_cut_floors_the_top_bands_of_some_windows():
+    import torch
+
+    from deepdive.train import _spec_augment
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 96, 50) * 5 - 30  # (windows, bands from low to high, frames)
+    plain = _spec_augment(x, torch.Generator().manual_seed(0), 0.0)
+    out = _spec_augment(x, gen, 1.0)
+    floor = x.amin(dim=(1, 2))
+    top_floored = (out[:, -1, :] == floor[:, None]).all(dim=1)
+    assert top_floored.float().mean() > 0.95  # (a top band kept whole only when the cut keeps all 96)
+    # whatever is cut, the lowest quarter of the bands survives (beyond the one random frequency mask)
+    low_floored = (out[:, :24, :] == floor[:, None, None]).all(dim=(1, 2))
+    assert not low_floored.any()
+    half = _spec_augment(x, torch.Generator().manual_seed(1), 0.5)
+    share = (half[:, -1, :] == floor[:, None]).all(dim=1).float().mean()
+    assert 0.35 < share < 0.65
+    assert (plain[:, -1, :] == floor[:, None]).all(dim=1).float().mean() < 0.2  # only the random frequency mask

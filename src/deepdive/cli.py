@@ -187,6 +187,8 @@ def train(
     init: Annotated[Path | None, typer.Option(help="Start from another model's weights (bundle folder with model.pt)")] = None,
     freeze_backbone: Annotated[bool, typer.Option(help="With --init: train only the classifier head")] = False,
     ensemble: Annotated[int, typer.Option(help="Train N models (other seeds) and ship their average")] = 1,
+    band_cut: Annotated[float, typer.Option(
+        help="Probability that a training window loses its top bands (as if recorded at a lower sample rate)")] = 0.0,
     threshold_folds: Annotated[int | None, typer.Option(
         help="Detectors: pick the threshold on out-of-fold scores of the training tapes, K folds (default 4; "
              "0 uses the validation split)")] = None,
@@ -210,7 +212,7 @@ def train(
         name = model or ("detector-cnn" if task == "detection" else "deepdive-resnet")
         run(store, out, TrainConfig(model=name, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
                                     model_options=options, init=str(init) if init else "", freeze_backbone=freeze_backbone,
-                                    ensemble=ensemble,
+                                    ensemble=ensemble, band_cut=band_cut,
                                     threshold_folds=(4 if task == "detection" else 0) if threshold_folds is None else threshold_folds))
     except DeepdiveError as exc:
         _fail(str(exc))

@@ -37,6 +37,7 @@ class TrainConfig:
     class_weights: bool = True
     spec_augment: bool = True
     mixup: float = 0.4
+    band_cut: float = 0.0  # probability of cutting a training window's top bands (see _spec_augment)
     threads: int = 0
     model_options: dict = field(default_factory=dict)  # e.g. {"width": 0.25} for xception
     init: str = ""  # transfer learning: a bundle folder with model.pt, or a .pt state dict
@@ -53,11 +54,20 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _spec_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random time roll, one frequency mask and one time mask per window (training only)."""
+def _spec_augment(x: torch.Tensor, gen: torch.Generator, band_cut: float = 0.0) -> torch.Tensor:
+    """Random time roll, one frequency mask and one time mask per window (training only).
+
+    With probability `band_cut` a window also loses every band above a random one (kept: 25-100% of
+    the bands), as if recorded at a lower sample rate, so that the model cannot take the empty top of
+    a spectrogram (which in the Watkins cuts tells one recorder from another) for a species' trait."""
     n, f, t = x.shape
     x = x.clone()
     floor = x.amin(dim=(1, 2), keepdim=True)
+    if band_cut > 0:
+        cut = torch.rand(n, generator=gen) < band_cut
+        keep = torch.randint(max(1, f // 4), f + 1, (n,), generator=gen)
+        above = torch.arange(f)[None, :] >= keep[:, None]
+        x = torch.where((cut[:, None] & above)[:, :, None], floor, x)
     shifts = torch.randint(0, t, (n,), generator=gen)
     idx = (torch.arange(t)[None, :] - shifts[:, None]) % t
     x = torch.gather(x, 2, idx[:, None, :].expand(n, f, t))
@@ -176,7 +186,7 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
                 xb = torch.from_numpy(store.batch([tr[i] for i in sel]))
                 yb = torch.from_numpy(y_tr[sel])
                 if cfg.spec_augment:
-                    xb = _spec_augment(xb, gen)
+                    xb = _spec_augment(xb, gen, cfg.band_cut)
                 if cfg.mixup > 0:
                     lam = float(rng.beta(cfg.mixup, cfg.mixup))
                     perm = torch.randperm(len(yb), generator=gen)
