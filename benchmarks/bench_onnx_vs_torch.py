@@ -1,14 +1,13 @@
 """Throughput of the bundled species model: ONNX Runtime (fp32 model.onnx and the 8-bit
 model.int8.onnx) vs torch eager, same process, same batches.
 
-Torch runs the same architecture, all members of an ensemble (weights from runs/species-model/model.pt
+Torch runs the same architecture, all members of an ensemble (weights from the bundle's model.pt
 when present; throughput does not depend on the weights' values).
 
     .venv/bin/python benchmarks/bench_onnx_vs_torch.py
 """
 
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,7 +35,7 @@ def main():
 
         model = Ensemble([build(bundle.card["model"], len(bundle.labels), shape) for _ in range(members)])
     model = model.eval()
-    weights = Path("runs/species-model/model.pt")
+    weights = bundle.path / "model.pt"  # the bundle ships its torch weights
     if weights.is_file():
         model.load_state_dict(torch.load(weights))
     torch.set_num_threads(2)

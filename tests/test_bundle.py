@@ -78,6 +78,13 @@ def test_quantize_writes_an_int8_model_used_by_default(synth_model, synth_store,
     int8, fp32 = resolve(folder), Bundle.load(folder, precision="fp32")
     assert int8.model_file.name == "model.int8.onnx" and fp32.model_file.name == "model.onnx"
     assert (folder / "model.int8.onnx").stat().st_size < (folder / "model.onnx").stat().st_size
+    import onnx
+
+    graph = onnx.load(str(folder / "model.int8.onnx")).graph
+    made_by = {out: node.op_type for node in graph.node for out in node.output}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    assert made_by.get(convs[0].input[1]) != "DequantizeLinear"  # the first convolution keeps fp32 weights
+    assert all(made_by.get(c.input[1]) == "DequantizeLinear" for c in convs[1:])  # every other one is int8
     store = FeatureStore(synth_store)
     x = store.batch(store.indices("test"))
     p8, p32 = int8.predict(x), fp32.predict(x)

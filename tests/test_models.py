@@ -36,6 +36,16 @@ def test_resnet_ignores_where_the_call_is():
     assert torch.allclose(torch.softmax(y, 1), torch.softmax(y2, 1), atol=0.02)
 
 
+def test_fast_resnet_is_the_resnet_with_a_pooled_stem():
+    """Same weights as deepdive-resnet (so the two load each other's model.pt), and a quarter of the
+    positions after the stem."""
+    slow, fast = build("deepdive-resnet", 16, (96, 313)), build("deepdive-resnet-fast", 16, (96, 313))
+    assert {k: v.shape for k, v in slow.state_dict().items()} == {k: v.shape for k, v in fast.state_dict().items()}
+    x = torch.zeros(1, 2, 96, 313)
+    assert slow.stem(x).shape[2:] == (48, 157) and fast.stem(x).shape[2:] == (24, 78)
+    assert fast(torch.full((3, 96, 313), -40.0)).shape == (3, 16)
+
+
 def test_unknown_model():
     with pytest.raises(ModelError, match="deepdive-cnn"):
         build("resnet9000", 2, (8, 8))

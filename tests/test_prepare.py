@@ -175,3 +175,48 @@ def test_mirror_padding_and_detection_augmentation():
     assert balance_plan({"noise": 300.0, "right whale": 70.0}, cfg) == {"noise": 3, "right whale": 3}
     with pytest.raises(Exception, match="shift"):
         prepare([], "/tmp/x-never", PrepareConfig(shift="sideways"))
+
+
+def test_species_folds_test_every_recording_once_on_unseen_units():
+    from deepdive.prepare import species_folds
+
+    recs = [_rec(i, "many", f"many-enc{i % 6}") for i in range(30)]  # six encounters
+    recs += [_rec(i, "two", f"two-enc{i % 2}") for i in range(10)]  # two encounters
+    recs += [_rec(i, "one", "one-enc", tape=f"T{i % 3}") for i in range(9)]  # one encounter, three tapes
+    recs += [_rec(i, "solo", "solo-enc", tape="T9") for i in range(10)]  # one encounter, one tape
+    folds, levels = species_folds(recs, k=5, seed=2)
+    assert levels == {"many": "encounter", "two": "encounter", "one": "tape", "solo": "block"}
+    assert folds == species_folds(recs, k=5, seed=2)[0]  # seeded
+    tested = [key for a in folds for key, split in a.items() if split == "test"]
+    assert sorted(tested) == sorted(r.key for r in recs)  # every recording tested exactly once
+    unit = {r.key: (r.group if levels[r.label] == "encounter" else r.tape if levels[r.label] == "tape" else None)
+            for r in recs}
+    for a in folds:
+        assert set(a) == {r.key for r in recs}
+        for label in levels:
+            mine = [r for r in recs if r.label == label]
+            if any(a[r.key] == "test" for r in mine):
+                assert any(a[r.key] == "train" for r in mine)  # a tested label always has training data
+        test_units = {unit[k] for k, s in a.items() if s == "test" and unit[k]}
+        other_units = {unit[k] for k, s in a.items() if s != "test" and unit[k]}
+        assert not test_units & other_units  # no encounter (or tape) on both sides
+    # blocks of consecutive cuts for the single-tape label: each test set is one contiguous run
+    for a in folds:
+        cuts = sorted(int(r.cut_id) for r in recs if r.label == "solo" and a[r.key] == "test")
+        assert cuts == list(range(cuts[0], cuts[-1] + 1)) if cuts else True
+    # labels with enough units get a validation set from another fold
+    assert all(any(a[r.key] == "val" for r in recs if r.label == "many") for a in folds)
+
+
+def test_crossval_species_scores_every_recording_out_of_fold(synth_corpus, small_cfg, tmp_path):
+    from deepdive.crossval import crossval_species
+    from deepdive.train import TrainConfig
+
+    recs = load_watkins(synth_corpus)
+    cv = crossval_species(recs, tmp_path / "cv", small_cfg, TrainConfig(model="deepdive-resnet-fast", epochs=3, patience=3),
+                          k=3, seed=0)
+    assert cv["recording"]["n"] == len(recs) and len(cv["folds"]) == 3
+    assert sum(f["recordings"] for f in cv["folds"]) == len(recs)
+    assert 0.0 <= cv["recording"]["accuracy"] <= cv["recording"]["top3_accuracy"] <= 1.0
+    assert set(cv["encounter_disjoint_labels"]) == {lab for lab, lev in cv["levels"].items() if lev == "encounter"}
+    assert not any((tmp_path / "cv").glob("fold*/model"))  # models removed unless kept

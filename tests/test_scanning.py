@@ -6,7 +6,7 @@ import soundfile as sf
 
 from deepdive import synth
 from deepdive.bundle import resolve
-from deepdive.scanning import events_from_scores, scan, sliding_windows, window_scores
+from deepdive.scanning import events_from_scores, prefetched, scan, sliding_windows, window_scores
 
 
 def _windows(source, bundle, hop, sr=None):
@@ -39,6 +39,37 @@ def test_file_and_array_agree_and_short_files_are_padded(tmp_path):
     np.testing.assert_allclose(p1, p2, atol=1e-4)
     starts, feats = _windows(y[:4000], bundle, 1.0, sr=4000)  # 1 s: one mirrored window, as detect does
     assert len(starts) == 1 and feats.shape == (1, 129, 126)
+
+
+def test_prefetched_keeps_order_raises_in_the_caller_and_stops_early():
+    import threading
+
+    assert list(prefetched(iter(range(100)), depth=3)) == list(range(100))
+
+    def failing():
+        yield 1
+        raise ValueError("bad block")
+
+    got = []
+    with pytest.raises(ValueError, match="bad block"):
+        for x in prefetched(failing()):
+            got.append(x)
+    assert got == [1]
+
+    produced = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    gen = prefetched(endless(), depth=2)
+    assert [next(gen) for _ in range(5)] == list(range(5))
+    gen.close()  # the caller stops: the thread must stop too, a few items ahead at most
+    assert not any(t.name == "deepdive-prefetch" for t in threading.enumerate())
+    assert len(produced) <= 5 + 2 + 2
 
 
 def test_events_merge_consecutive_windows():

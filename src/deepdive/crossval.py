@@ -1,4 +1,5 @@
-"""Grouped cross-validation of detectors: every clip scored by a model that never heard its tape.
+"""Grouped cross-validation: every clip or recording scored by a model that never heard its tape or
+encounter. `crossval_detector` for right-whale detectors, `crossval_species` for species models.
 
 With a few hundred clips from a few dozen tapes, one test split holds a handful of tapes and its AUC
 swings with which tapes they are. Cross-validation by group (`prepare.group_folds`) trains k models,
@@ -16,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from .datasets.base import Recording
-from .evaluate import NOISE_SNRS_DB, detection_metrics, evaluate_detection
-from .prepare import PrepareConfig, group_folds, prepare
+from .evaluate import NOISE_SNRS_DB, _score, detection_metrics, evaluate_detection, window_probabilities
+from .prepare import PrepareConfig, group_folds, prepare, species_folds
 
 
 def crossval_detector(
@@ -75,4 +76,61 @@ def crossval_detector(
     }
 
 
-__all__ = ["crossval_detector", "PrepareConfig"]
+def crossval_species(
+    recordings: list[Recording],
+    work: str | Path,
+    prep_cfg: PrepareConfig,
+    train_cfg,
+    k: int = 5,
+    seed: int = 0,
+    keep_models: bool = False,
+    progress=None,
+) -> dict:
+    """Train and test `k` species models on the folds of `prepare.species_folds` (fold i tested, fold
+    i+1 for early stopping, the rest trained on); the recording-level figures pool every recording's
+    out-of-fold probabilities, for all labels and for the labels tested on unseen encounters."""
+    from .bundle import Bundle
+    from .store import FeatureStore
+    from .train import train
+
+    work = Path(work)
+    assignments, levels = species_folds(recordings, k, seed, prep_cfg.fallback_split)
+    groups: dict[str, list[np.ndarray]] = {}
+    truth: dict[str, int] = {}
+    labels: list[str] = []
+    per_fold = []
+    for i, assignment in enumerate(assignments):
+        if "test" not in assignment.values():
+            continue
+        store, model = work / f"fold{i}" / "store", work / f"fold{i}" / "model"
+        prepare(recordings, store, replace(prep_cfg, seed=seed), assignment=assignment)
+        train(store, model, replace(train_cfg, seed=train_cfg.seed + i), progress=False)
+        bundle = Bundle.load(model)
+        labels = bundle.labels
+        g, t = window_probabilities(bundle, FeatureStore(store), "test")
+        groups.update(g)
+        truth.update(t)
+        _, rec = _score(g, t, labels)
+        per_fold.append({"fold": i, "recordings": rec["n"], "accuracy": rec["accuracy"],
+                         "top3_accuracy": rec["top3_accuracy"],
+                         "best_epoch": bundle.card["training"]["best_epoch"]})
+        if not keep_models:
+            shutil.rmtree(work / f"fold{i}", ignore_errors=True)
+        if progress:
+            progress(i + 1, k, per_fold[-1])
+    window, recording = _score(groups, truth, labels)
+    enc_labels = [lab for lab in labels if levels.get(lab) == "encounter"]
+    enc = {key: v for key, v in groups.items() if labels[truth[key]] in enc_labels}
+    enc_window, enc_recording = _score(enc, truth, labels)
+    accs = [f["accuracy"] for f in per_fold]
+    return {
+        "k": k, "seed": seed, "model": train_cfg.model, "features": prep_cfg.features.to_dict(),
+        "levels": levels, "folds": per_fold,
+        "fold_accuracy_mean": round(float(np.mean(accs)), 4), "fold_accuracy_std": round(float(np.std(accs)), 4),
+        "window": window, "recording": recording,
+        "encounter_disjoint_labels": enc_labels,
+        "encounter_disjoint": {"window": enc_window, "recording": enc_recording},
+    }
+
+
+__all__ = ["crossval_detector", "crossval_species", "PrepareConfig"]

@@ -92,17 +92,9 @@ def _score(groups: dict[str, list[np.ndarray]], truth: dict[str, int], labels: l
     return metrics(win_y, win_p, labels), metrics(rec_y, rec_p, labels)
 
 
-def evaluate_store(model, store_path: str | Path, split: str = "test") -> dict:
-    """Score a bundle on one split of a prepared store."""
-    from .features import from_dict as features_from_dict
-    from .prepare import store_features
-
-    bundle = resolve(model)
-    store = FeatureStore(store_path)
-    if features_from_dict(store_features(store.config["prepare"])) != bundle.features:
-        raise ModelError(f"{store_path}: prepared with other features than {bundle.path}; prepare it again with the model's settings")
-    if bundle.task == "detection":
-        return evaluate_detection_store(bundle, store, split)
+def window_probabilities(bundle, store: FeatureStore, split: str = "test"
+                         ) -> tuple[dict[str, list[np.ndarray]], dict[str, int]]:
+    """({recording key: its windows' probabilities}, {recording key: label index}) for one split."""
     idx = store.indices(None if split == "all" else split)
     known = {lab: i for i, lab in enumerate(bundle.labels)}
     idx = [i for i in idx if store.rows[i]["label"] in known]
@@ -115,6 +107,21 @@ def evaluate_store(model, store_path: str | Path, split: str = "test") -> dict:
             row = store.rows[i]
             groups[row["key"]].append(p)
             truth[row["key"]] = known[row["label"]]
+    return groups, truth
+
+
+def evaluate_store(model, store_path: str | Path, split: str = "test") -> dict:
+    """Score a bundle on one split of a prepared store."""
+    from .features import from_dict as features_from_dict
+    from .prepare import store_features
+
+    bundle = resolve(model)
+    store = FeatureStore(store_path)
+    if features_from_dict(store_features(store.config["prepare"])) != bundle.features:
+        raise ModelError(f"{store_path}: prepared with other features than {bundle.path}; prepare it again with the model's settings")
+    if bundle.task == "detection":
+        return evaluate_detection_store(bundle, store, split)
+    groups, truth = window_probabilities(bundle, store, split)
     win, rec = _score(groups, truth, bundle.labels)
     levels = {r["label"]: r["level"] for r in store.config.get("split_report", [])}
     enc_labels = [lab for lab in bundle.labels if levels.get(lab) == "encounter"]

@@ -112,6 +112,18 @@ def _units(recs: list[Recording], fallback: bool) -> tuple[str, dict[str, list[R
     return "block", {f"block{b}": [ordered[i] for i in idx] for b, idx in enumerate(blocks)}
 
 
+def _units_by_label(recordings: list[Recording], fallback: bool) -> dict[str, tuple[str, dict[str, list[Recording]]]]:
+    """Each label's split units and their level (`_units`); a label sharing an encounter with another
+    label is split by encounter whatever `fallback` says."""
+    by_label: dict[str, list[Recording]] = defaultdict(list)
+    labels_of_group: dict[str, set[str]] = defaultdict(set)
+    for r in recordings:
+        by_label[r.label].append(r)
+        labels_of_group[r.group].add(r.label)
+    return {label: _units(recs, fallback and not any(len(labels_of_group[r.group]) > 1 for r in recs))
+            for label, recs in sorted(by_label.items())}
+
+
 def _size(recs: list[Recording]) -> float:
     return sum(r.duration_s if r.duration_s else 1.0 for r in recs)
 
@@ -145,21 +157,13 @@ def split_by_encounter(
     Returns (split by recording key, report rows per label).
     """
     rng = np.random.default_rng(seed)
-    by_label: dict[str, list[Recording]] = defaultdict(list)
-    labels_of_group: dict[str, set[str]] = defaultdict(set)
-    for r in recordings:
-        by_label[r.label].append(r)
-        labels_of_group[r.group].add(r.label)
     assignment: dict[str, str] = {}
     group_split: dict[str, str] = {}  # groups holding several labels follow the first label that placed them
     report = []
-    for label in sorted(by_label):
-        recs = by_label[label]
-        shared = any(len(labels_of_group[r.group]) > 1 for r in recs)
-        level, units = _units(recs, fallback and not shared)
+    for label, (level, units) in _units_by_label(recordings, fallback).items():
         names = sorted(units)
         rng.shuffle(names)
-        total = _size(recs)
+        total = sum(_size(rs) for rs in units.values())
         chosen: dict[str, list[str]] = {"test": [], "val": []}
         placed = {n: group_split[n] for n in names if level == "encounter" and n in group_split}
         if not placed:
@@ -316,6 +320,52 @@ def group_folds(recordings: list[Recording], k: int = 5, seed: int = 0) -> list[
             folds[f] += [r.key for r in by_group[g]]
             load[f] += _size(by_group[g])
     return folds
+
+
+def species_folds(recordings: list[Recording], k: int = 5, seed: int = 0, fallback: bool = True
+                  ) -> tuple[list[dict[str, str]], dict[str, str]]:
+    """Cross-validation over encounters for species: `k` assignments (recording key -> train, val or
+    test) in which every recording is tested exactly once, and each label's level.
+
+    Each label's units are its encounters, or, for a label recorded in a single encounter (with
+    `fallback`), its tapes, else blocks of consecutive cuts, as in `split_by_encounter`. The units are
+    dealt over the k folds (largest first, to the fold holding least of that label, after a seeded
+    shuffle; an encounter holding several labels goes where its first label put it). In assignment i,
+    fold i is the test set and fold i+1 the validation set (for early stopping), except for a label
+    that would then have nothing left to train on: its fold i+1 units stay in training."""
+    rng = np.random.default_rng(seed)
+    fold_of_group: dict[str, int] = {}
+    levels: dict[str, str] = {}
+    unit_folds: dict[str, list[tuple[int, list[Recording]]]] = {}
+    for label, (level, units) in _units_by_label(recordings, fallback).items():
+        levels[label] = level
+        names = sorted(units)
+        rng.shuffle(names)
+        names.sort(key=lambda n: -_size(units[n]))
+        load = np.zeros(k)
+        placed = []
+        for n in names:
+            if level == "encounter" and n in fold_of_group:
+                f = fold_of_group[n]
+            else:
+                f = int(np.argmin(load + rng.random(k) * 1e-6))
+            if level == "encounter":
+                fold_of_group.setdefault(n, f)
+            load[f] += _size(units[n])
+            placed.append((f, units[n]))
+        unit_folds[label] = placed
+    assignments = []
+    for i in range(k):
+        val_fold = (i + 1) % k
+        assignment: dict[str, str] = {}
+        for placed in unit_folds.values():
+            keeps_training = any(f not in (i, val_fold) for f, _ in placed)
+            for f, rs in placed:
+                split = "test" if f == i else ("val" if f == val_fold and keeps_training else "train")
+                for r in rs:
+                    assignment[r.key] = split
+        assignments.append(assignment)
+    return assignments, levels
 
 
 def balance_plan(train_durations: dict[str, float], cfg: PrepareConfig) -> dict[str, int]:

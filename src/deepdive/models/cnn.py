@@ -61,11 +61,14 @@ class _Block(nn.Module):
 
 
 class DeepdiveResNet(nn.Module):
-    def __init__(self, n_classes: int, input_shape: tuple[int, int], widths=(32, 64, 96, 128), dropout: float = 0.3) -> None:
+    def __init__(self, n_classes: int, input_shape: tuple[int, int], widths=(32, 64, 96, 128), dropout: float = 0.3,
+                 stem_pool: bool = False) -> None:
         super().__init__()
         # a strided stem halves both axes at once: four times less work in the widest block
-        self.stem = nn.Sequential(nn.Conv2d(2, widths[0], 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(widths[0]),
-                                  nn.ReLU())
+        stem = [nn.Conv2d(2, widths[0], 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()]
+        if stem_pool:  # and a max pool after it four times less again
+            stem.append(nn.MaxPool2d(2))
+        self.stem = nn.Sequential(*stem)
         stages: list[nn.Module] = []
         c_in = widths[0]
         for i, c in enumerate(widths):
