@@ -39,10 +39,10 @@ test: $(VENV)/.installed-dev browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
-# Rebuild the bundled species model from ../shared/data/watkins (about 5 minutes on 2 cores).
+# Rebuild the bundled species model from ../shared/data/watkins (about 15 minutes on 2 cores).
 bundle: $(VENV)/.installed-dev
 	$(BIN)/deepdive prepare watkins ../shared/data/watkins --out runs/watkins-store
-	$(BIN)/deepdive train runs/watkins-store --model deepdive-resnet-fast --out runs/species-model
+	$(BIN)/deepdive train runs/watkins-store --model deepdive-resnet --out runs/species-model
 	$(BIN)/deepdive evaluate runs/species-model runs/watkins-store --split test --out runs/species-model/eval
 	$(BIN)/deepdive quantize runs/species-model runs/watkins-store
 	rm -rf src/deepdive/bundled/species && mkdir -p src/deepdive/bundled/species

@@ -175,7 +175,7 @@ def train(
     store: Annotated[Path, typer.Argument(help="Prepared store")],
     out: Annotated[Path, typer.Option(help="Bundle folder to write")],
     model: Annotated[str | None, typer.Option(
-        help="species: deepdive-resnet-fast (default), deepdive-resnet, deepdive-cnn; detection: detector-cnn (default), xception, "
+        help="species: deepdive-resnet (default), deepdive-resnet-fast, deepdive-cnn; detection: detector-cnn (default), xception, "
              "inception1d, inceptiontime")] = None,
     epochs: Annotated[int, typer.Option()] = 40,
     batch_size: Annotated[int, typer.Option()] = 32,
@@ -209,7 +209,7 @@ def train(
             options["width"] = width
         if pretrained is not None:
             options["pretrained"] = str(pretrained)
-        name = model or ("detector-cnn" if task == "detection" else "deepdive-resnet-fast")
+        name = model or ("detector-cnn" if task == "detection" else "deepdive-resnet")
         run(store, out, TrainConfig(model=name, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
                                     model_options=options, init=str(init) if init else "", freeze_backbone=freeze_backbone,
                                     ensemble=ensemble, band_cut=band_cut,

@@ -27,7 +27,7 @@ from .store import FeatureStore, atomic_write_bytes, atomic_write_json, atomic_w
 
 @dataclass
 class TrainConfig:
-    model: str = "deepdive-resnet-fast"
+    model: str = "deepdive-resnet"
     epochs: int = 40
     batch_size: int = 32
     lr: float = 2e-3

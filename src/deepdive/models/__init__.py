@@ -8,8 +8,8 @@ needs nothing but the card's feature configuration.
 | name | for | input |
 |---|---|---|
 | deepdive-cnn | species (Deep Dive's published CNN) | log-mel |
-| deepdive-resnet-fast | species (default): deepdive-resnet with a max pool after its stem, a quarter of the work | log-mel |
-| deepdive-resnet | species (the default until 0.1.x) | log-mel |
+| deepdive-resnet | species (default) | log-mel |
+| deepdive-resnet-fast | species: deepdive-resnet with a max pool after its stem, a quarter of the work (and less accurate) | log-mel |
 | detector-cnn | right-whale detection (default): the residual design, narrow | spectrogram image |
 | xception | detection, the Kaggle seed: Chollet (2017), `width` multiplier, optional ImageNet weights | spectrogram image |
 | inception1d | detection, the seed's 1D CNN | complexity-entropy series |
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-MODELS = ("deepdive-cnn", "deepdive-resnet-fast", "deepdive-resnet", "detector-cnn", "xception", "inception1d", "inceptiontime")
+MODELS = ("deepdive-cnn", "deepdive-resnet", "deepdive-resnet-fast", "detector-cnn", "xception", "inception1d", "inceptiontime")
 
 
 def build(name: str, n_classes: int, input_shape: tuple[int, int], **options):
