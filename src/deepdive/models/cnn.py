@@ -66,7 +66,7 @@ class DeepdiveResNet(nn.Module):
         super().__init__()
         # a strided stem halves both axes at once: four times less work in the widest block
         stem = [nn.Conv2d(2, widths[0], 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()]
-        if stem_pool:  # and a max pool after it four times less again
+        if stem_pool:  # deepdive-resnet-fast: a max pool after it, a quarter of the positions again
             stem.append(nn.MaxPool2d(2))
         self.stem = nn.Sequential(*stem)
         stages: list[nn.Module] = []
