@@ -155,6 +155,7 @@ def quantize(bundle_dir: str | Path, store_path: str | Path, windows: int = 256,
     windows' top class, for the card. Needs onnxruntime's quantization tools (and `onnx`, train extra)."""
     import tempfile
 
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -188,8 +189,6 @@ def quantize(bundle_dir: str | Path, store_path: str | Path, windows: int = 256,
     with tempfile.TemporaryDirectory() as tmp:
         pre, out = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         quant_pre_process(str(bundle.path / "model.onnx"), str(pre))
-        import onnx
-
         # the first convolution stays in fp32: it sees the input's two channels, so int8 saves nothing
         # there, and it is the layer most sensitive to rounding (top-1 agreement 98.1% -> 99.2%)
         first_conv = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Conv"][:1]
