@@ -14,19 +14,69 @@ def _windows(source, bundle, hop, sr=None):
     return np.concatenate(starts), np.concatenate(feats)
 
 
-@pytest.mark.parametrize("task", ["detection", "species"])
-@pytest.mark.parametrize("duration", [23.3, 7.77])
-def test_shared_frames_equal_windows_computed_alone(task, duration):
+@pytest.mark.parametrize(("task", "duration", "hop"), [("detection", 23.3, 0.5), ("detection", 7.77, 0.5),
+                                                      ("detection", 61.3, 0.5), ("detection", 31.1, 0.05),
+                                                      ("species", 23.3, 0.5), ("species", 7.77, 0.5),
+                                                      ("species", 171.0, 0.5), ("species", 280.0, 1.4)])
+def test_shared_frames_equal_windows_computed_alone(task, duration, hop):
+    """Over chunk seams too (the detector's chunks are about 16 s, the species model's about 80 s at a
+    hop of half a window); hop is a fraction of the window."""
     bundle = resolve(None, task)
     cfg = bundle.features
     y = synth.recording("upcall", cfg.sr, duration, np.random.default_rng(1), n_calls=2)
-    starts, feats = _windows(y, bundle, cfg.window_s / 2, sr=cfg.sr)
-    step = round(cfg.window_s / 2 * cfg.sr / cfg.hop_length) * cfg.hop_length / cfg.sr
+    starts, feats = _windows(y, bundle, cfg.window_s * hop, sr=cfg.sr)
+    step = round(cfg.window_s * hop * cfg.sr / cfg.hop_length) * cfg.hop_length / cfg.sr
     assert np.allclose(np.diff(starts)[:-1], step)  # hop rounded to whole frames
     assert starts[-1] + cfg.window_s == pytest.approx(duration, abs=cfg.hop_length / cfg.sr)  # a last window at the end
     for s, f in zip(starts, feats, strict=True):
         i = int(round(s * cfg.sr))
         np.testing.assert_allclose(f, cfg.compute(y[i : i + cfg.window_samples], cfg.sr), atol=1e-4)
+
+
+def test_every_frame_is_computed_once_and_threads_give_the_same_scores(tmp_path, monkeypatch):
+    import threading
+
+    import deepdive.scanning as scanning
+
+    bundle = resolve(None, "detection")
+    cfg = bundle.features
+    y = synth.recording("upcall", cfg.sr, 75.0, np.random.default_rng(4), n_calls=6)
+    sf.write(tmp_path / "a.wav", y, cfg.sr, subtype="FLOAT")
+    computed = []
+    chunk_frames = scanning._chunk_frames
+    monkeypatch.setattr(scanning, "_chunk_frames", lambda c, p: computed.append(chunk_frames(c, p)) or computed[-1])
+    s1, p1, _ = window_scores(tmp_path / "a.wav", bundle, hop_s=0.5, threads=1)
+    assert len(computed) > 3  # several chunks, each computed once: as many frames as the file has
+    assert sum(len(c) for c in computed) == len(y) // cfg.hop_length + 1
+    monkeypatch.setattr(scanning, "_chunk_frames", chunk_frames)
+    for threads in (2, 3):
+        s2, p2, _ = window_scores(tmp_path / "a.wav", bundle, hop_s=0.5, threads=threads)
+        np.testing.assert_array_equal(s1, s2)
+        np.testing.assert_allclose(p1, p2, atol=1e-6)
+    assert not any(t.name.startswith("deepdive-scan") for t in threading.enumerate())
+
+    def failing(feats, threads=None):
+        raise ValueError("model failed")
+
+    monkeypatch.setattr(bundle, "detect", failing)
+    with pytest.raises(ValueError, match="model failed"):  # raised in a lane, seen by the caller
+        window_scores(tmp_path / "a.wav", bundle, hop_s=0.5, threads=2)
+    assert not any(t.name.startswith("deepdive-scan") for t in threading.enumerate())
+
+
+def test_samples_held_as_blocks():
+    from deepdive.scanning import _Samples
+
+    held = _Samples()
+    for k in range(4):
+        held.append(np.arange(10 * k, 10 * k + 10, dtype=np.float32))
+    np.testing.assert_array_equal(held.slice(5, 27), np.arange(5, 27))
+    assert np.shares_memory(held.slice(12, 18), held.blocks[1])  # inside one block: a view
+    held.drop_before(25)
+    assert held.first == 20 and len(held.blocks) == 2
+    np.testing.assert_array_equal(held.slice(25, 40), np.arange(25, 40))
+    with pytest.raises(AssertionError):
+        held.slice(15, 30)
 
 
 def test_file_and_array_agree_and_short_files_are_padded(tmp_path):

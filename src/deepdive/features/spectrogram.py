@@ -119,25 +119,39 @@ def _hann(n_fft: int) -> np.ndarray:
     return w
 
 
-def _frames_power(y: np.ndarray, n_fft: int, hop_length: int, center: bool) -> np.ndarray:
-    """|STFT|^2 frame-major, shape (n_frames, 1 + n_fft // 2), float32."""
+def _frames_power(y: np.ndarray, n_fft: int, hop_length: int, center: bool, reduce=None) -> np.ndarray:
+    """|STFT|^2 frame-major, shape (n_frames, 1 + n_fft // 2), float32. With `reduce` (a function of
+    a block of frames' power, e.g. the mel projection), its results for successive blocks of frames,
+    stacked: the power of the whole signal never exists at once, and each block is reduced while it
+    is still in cache."""
     y = np.asarray(y, dtype=np.float32)
     if center:
         y = np.pad(y, n_fft // 2, mode="constant")
     if len(y) < n_fft:
         y = np.pad(y, (0, n_fft - len(y)))
     n_frames = 1 + (len(y) - n_fft) // hop_length
+    n_bins = 1 + n_fft // 2
     frames = np.lib.stride_tricks.as_strided(
         y, shape=(n_frames, n_fft), strides=(y.strides[0] * hop_length, y.strides[0]), writeable=False
     )
-    out = np.empty((n_frames, 1 + n_fft // 2), dtype=np.float32)
     window = _hann(n_fft)
-    step = max(1, (1 << 20) // n_fft)  # bound the temporaries to a few MB (and keep them in cache)
+    step = min(n_frames, max(1, (1 << 18) // n_fft))  # blocks of about 1 MB: they stay in cache
+    windowed = np.empty((step, n_fft), dtype=np.float32)
+    power = np.empty((n_frames if reduce is None else step, n_bins), dtype=np.float32)
+    out = []
     for i in range(0, n_frames, step):
-        spec = scipy.fft.rfft(frames[i : i + step] * window, axis=1)  # single precision: 3x numpy's float64
-        np.square(spec.real, out=out[i : i + step])
-        out[i : i + step] += np.square(spec.imag)
-    return out
+        m = min(step, n_frames - i)
+        np.multiply(frames[i : i + m], window, out=windowed[:m])
+        spec = scipy.fft.rfft(windowed[:m], axis=1)  # single precision: 3x numpy's float64
+        parts = spec.view(np.float32).reshape(m, n_bins, 2)
+        np.square(parts, out=parts)
+        block = power[i : i + m] if reduce is None else power[:m]
+        np.add(parts[..., 0], parts[..., 1], out=block)
+        if reduce is not None:
+            out.append(reduce(block))
+    if reduce is None:
+        return power
+    return np.concatenate(out) if len(out) > 1 else out[0].copy()
 
 
 def stft_power(y: np.ndarray, n_fft: int = 2048, hop_length: int = 512, center: bool = True) -> np.ndarray:
