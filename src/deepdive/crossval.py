@@ -88,7 +88,9 @@ def crossval_species(
 ) -> dict:
     """Train and test `k` species models on the folds of `prepare.species_folds` (fold i tested, fold
     i+1 for early stopping, the rest trained on); the recording-level figures pool every recording's
-    out-of-fold probabilities, for all labels and for the labels tested on unseen encounters."""
+    out-of-fold probabilities, for all labels and for the labels tested on unseen encounters. The
+    probabilities themselves are returned too (recording key -> mean over its windows, in the order
+    of `labels`), so that other models scored on the same folds can be compared or combined."""
     from .bundle import Bundle
     from .store import FeatureStore
     from .train import train
@@ -130,6 +132,8 @@ def crossval_species(
         "window": window, "recording": recording,
         "encounter_disjoint_labels": enc_labels,
         "encounter_disjoint": {"window": enc_window, "recording": enc_recording},
+        "labels": labels,
+        "recording_probabilities": {key: np.mean(v, axis=0).round(6).tolist() for key, v in groups.items()},
     }
 
 

@@ -14,18 +14,20 @@ needs nothing but the card's feature configuration.
 | xception | detection, the Kaggle seed: Chollet (2017), `width` multiplier, optional ImageNet weights | spectrogram image |
 | inception1d | detection, the seed's 1D CNN | complexity-entropy series |
 | inceptiontime | detection, Fawaz et al. (2020) | complexity-entropy series |
+| embedding-linear | species: a linear layer over BirdNET embeddings | birdnet |
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-MODELS = ("deepdive-cnn", "deepdive-resnet", "deepdive-resnet-fast", "detector-cnn", "xception", "inception1d", "inceptiontime")
+MODELS = ("deepdive-cnn", "deepdive-resnet", "deepdive-resnet-fast", "detector-cnn", "xception", "inception1d", "inceptiontime",
+          "embedding-linear")
 
 
 def build(name: str, n_classes: int, input_shape: tuple[int, int], **options):
     from ..errors import ModelError
-    from .cnn import DeepDiveCNN, DeepdiveResNet
+    from .cnn import DeepDiveCNN, DeepdiveResNet, EmbeddingHead
     from .inception import Inception1D, InceptionTime
     from .xception import Xception
 
@@ -37,6 +39,7 @@ def build(name: str, n_classes: int, input_shape: tuple[int, int], **options):
         "xception": lambda: Xception(n_classes, input_shape, **options),
         "inception1d": lambda: Inception1D(n_classes, input_shape, **options),
         "inceptiontime": lambda: InceptionTime(n_classes, input_shape, **options),
+        "embedding-linear": lambda: EmbeddingHead(n_classes, input_shape, **options),
     }
     if name not in builders:
         raise ModelError(f"unknown model '{name}'; choose one of {', '.join(MODELS)}")

