@@ -3,8 +3,9 @@
 Writes synthetic recordings (ocean noise with calls, 16-bit WAV) of 1 h and 10 h at 2 kHz and at
 32 kHz, then scans them with the bundled detector and the bundled species model (default hop: half a
 window; the species model in fp32 and in int8, its default) and prints times real time and the child
-process's peak RSS. The 10 h files against the 1 h files show whether memory grows with length. Then a folder of 8 half-hour files, scanned with one
-process and with --workers 2 (process start and model loading included).
+process's peak RSS (and, where BirdNET is installed, 10 minutes with `species-birdnet`). The 10 h
+files against the 1 h files show whether memory grows with length. Then a folder of 8 half-hour
+files, scanned with one process and with --workers 2 (process start and model loading included).
 
     .venv/bin/python benchmarks/bench_scan.py [--tmp DIR]
 """
@@ -51,6 +52,20 @@ def run(path: Path, model: str, precision: str = "int8") -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _birdnet_here() -> bool:
+    """Whether BirdNET can run here (TFLite runtime and model file), for the species-birdnet row."""
+    from deepdive.errors import ModelError
+    from deepdive.features.birdnet import model_path
+
+    try:
+        import ai_edge_litert  # noqa: F401
+
+        model_path()
+        return True
+    except (ImportError, ModelError):
+        return False
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tmp", default=None)
@@ -59,6 +74,8 @@ def main() -> int:
         cases = [("detector", "rightwhale", 2000, 1.0, "fp32"), ("detector", "rightwhale", 2000, 10.0, "fp32"),
                  ("species, fp32", "species", 32000, 1.0, "fp32"), ("species, int8", "species", 32000, 1.0, "int8"),
                  ("species, int8", "species", 32000, 10.0, "int8")]
+        if _birdnet_here():
+            cases.append(("species-birdnet (BirdNET features)", "species-birdnet", 32000, 1 / 6, "fp32"))
         print("| model | file | windows | seconds | times real time | peak RSS |")
         print("|---|---|---:|---:|---:|---:|")
         for label, model, sr, hours, precision in cases:
@@ -66,7 +83,8 @@ def main() -> int:
             if not path.exists():
                 write_long(path, sr, hours)
             r = run(path, model, precision)
-            print(f"| {label} | {hours:g} h at {sr} Hz | {r['windows']:,} | {r['seconds']:.1f} | "
+            length = f"{hours:g} h" if hours >= 1 else f"{hours * 60:g} min"
+            print(f"| {label} | {length} at {sr} Hz | {r['windows']:,} | {r['seconds']:.1f} | "
                   f"{hours * 3600 / r['seconds']:,.0f}x | {r['peak_rss_mb']:.0f} MB |", flush=True)
         # a folder of 8 half-hour files with the detector: one process against --workers 2
         from deepdive.scanning import scan_files

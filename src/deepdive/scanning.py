@@ -8,8 +8,8 @@ multiples of the frame hop as in a spectrogram of the whole file, and each windo
 The frames within n_fft/2 of a window's edges are computed again from the window alone, with its zero
 padding, and the window is put in dB relative to its own peak: each window's features are those of
 the window cut out and computed alone, exactly as the models were trained. Other features
-(complexity-entropy series) are computed per window. Memory holds a few blocks, chunks of frames and
-batches, whatever the file's length.
+(complexity-entropy series, BirdNET embeddings) are computed per window. Memory holds a few blocks,
+chunks of frames and batches, whatever the file's length.
 
 Threads. The frames are computed in chunks of about 32 windows' worth, and the windows starting in
 a chunk are featurised and scored as one task once the chunk and the next are done. The tasks run on
@@ -222,7 +222,6 @@ def _frame_windows(source, cfg, hop_frames: int, sr: int | None, pool, finish, b
             return
         s0 = starts[0] * hop
         samples = padded.slice(s0 + half, starts[-1] * hop + w + half)
-
         held = [first, second, samples]
 
         def task():
@@ -346,9 +345,10 @@ def _per_window(source, bundle: Bundle, hop_s: float, sr: int | None, batch: int
 def prefetched(items: Iterator, depth: int = 2) -> Iterator:
     """The items of `items`, computed in a background thread up to `depth` ahead.
 
-    For models whose features are computed per window (complexity-entropy series): the next batch's
-    features are computed while ONNX Runtime scores this one (numpy releases the GIL). An exception in the thread is
-    raised here, in the caller's thread; when the caller stops early the thread stops too."""
+    For models whose features are computed per window (complexity-entropy series, BirdNET
+    embeddings): the next batch's features are computed while ONNX Runtime scores this one (numpy
+    and the runtimes release the GIL). An exception in the thread is raised here, in the caller's
+    thread; when the caller stops early the thread stops too."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     end = object()
