@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -25,6 +26,7 @@ from .features import FeatureConfig
 from .features import from_dict as features_from_dict
 
 PRECISIONS = ("int8", "fp32")
+_SESSION_LOCK = threading.RLock()
 INT8_FILE = "model.int8.onnx"
 BUNDLED = {"species": "species", "detection": "detector", "detector": "detector", "rightwhale": "detector",
            "species-birdnet": "species-birdnet"}  # a linear head over BirdNET embeddings (needs BirdNET)
@@ -107,7 +109,12 @@ class Bundle:
 
     def session_with(self, threads: int):
         """A session whose operators run on `threads` threads (0: ONNX Runtime's choice, one per physical
-        core; a scan runs one-thread sessions side by side); made once per thread count."""
+        core; a scan runs one-thread sessions side by side); made once per thread count, even when
+        several lanes ask for it at once."""
+        with _SESSION_LOCK:
+            return self._session_with(threads)
+
+    def _session_with(self, threads: int):
         if threads not in self._sessions:
             import onnxruntime as ort
 
