@@ -130,23 +130,24 @@ class Ensemble(nn.Module):
         return torch.log(probs.clamp_min(1e-12))
 
 
-def logistic_regression(x: np.ndarray, y: np.ndarray, n_classes: int, c: float, weights: np.ndarray | None = None,
-                        max_iter: int = 300) -> tuple[np.ndarray, np.ndarray]:
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+
+def logistic_regression(x: np.ndarray, y: np.ndarray, n_classes: int, c: float, max_iter: int = 300
+                        ) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression by L-BFGS: minimises sum_i w_i CE_i + |W|^2 / (2c) (the
-    intercept is not penalised), with `weights` per class (default: n / (k n_y), balanced). Returns
-    (W (d, n_classes), b (n_classes,)); deterministic."""
+    intercept is not penalised), with balanced class weights w = n / (n_classes n_y), as the
+    networks' loss has. Returns (W (d, n_classes), b (n_classes,)); deterministic."""
     n, d = x.shape
     counts = np.bincount(y, minlength=n_classes)
-    if weights is None:
-        weights = n / (np.count_nonzero(counts) * np.maximum(counts, 1))
-    w = np.asarray(weights, dtype=np.float64)[y]
+    w = (n / (n_classes * np.maximum(counts, 1)))[y]
     onehot = np.eye(n_classes)[y]
 
     def loss(theta):
         W, b = theta[: d * n_classes].reshape(d, n_classes), theta[d * n_classes :]
-        z = x @ W + b
-        z -= z.max(1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+        logp = _log_softmax(x @ W + b)
         g = (np.exp(logp) - onehot) * w[:, None]
         value = -(w * (logp * onehot).sum(1)).sum() + (W * W).sum() / (2 * c)
         return value, np.concatenate([(x.T @ g + W / c).ravel(), g.sum(0)])
@@ -172,8 +173,6 @@ def _fit_linear(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape,
     x_tr, x_va = store.batch(tr).astype(np.float64), store.batch(va).astype(np.float64)
     y_tr = np.array([index[store.rows[i]["label"]] for i in tr])
     y_va = np.array([index[store.rows[i]["label"]] for i in va])
-    counts = np.bincount(y_tr, minlength=len(labels))
-    weights = np.where(counts > 0, len(y_tr) / (len(labels) * np.maximum(counts, 1)), 0.0)
     eps = 1e-5  # batch norm's
 
     def standardise(x_fit):
@@ -181,22 +180,19 @@ def _fit_linear(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape,
         return mu, var, lambda x: (x - mu) / np.sqrt(var + eps)
 
     def ce(W, b, x, y):
-        z = x @ W + b
-        z -= z.max(1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(1, keepdims=True))
-        return float(-logp[np.arange(len(y)), y].mean()), float((z.argmax(1) == y).mean())
+        logp = _log_softmax(x @ W + b)
+        return float(-logp[np.arange(len(y)), y].mean()), float((logp.argmax(1) == y).mean())
 
     _, _, scale = standardise(x_tr)
+    s_tr, s_va = scale(x_tr), scale(x_va)
     tried = {}
     for c in cfg.linear_c:
-        W, b = logistic_regression(scale(x_tr), y_tr, len(labels), c, weights)
-        tried[c] = (ce(W, b, scale(x_tr), y_tr), ce(W, b, scale(x_va), y_va) if va else (float("nan"), float("nan")))
+        W, b = logistic_regression(s_tr, y_tr, len(labels), c)
+        tried[c] = (ce(W, b, s_tr, y_tr), ce(W, b, s_va, y_va) if va else (float("nan"), float("nan")))
     c = min(cfg.linear_c, key=lambda k: tried[k][1][0]) if va else cfg.linear_c[len(cfg.linear_c) // 2]
     x_all, y_all = (np.concatenate([x_tr, x_va]), np.concatenate([y_tr, y_va])) if va else (x_tr, y_tr)
     mu, var, scale = standardise(x_all)
-    counts = np.bincount(y_all, minlength=len(labels))
-    W, b = logistic_regression(scale(x_all), y_all, len(labels), c,
-                               np.where(counts > 0, len(y_all) / (len(labels) * np.maximum(counts, 1)), 0.0))
+    W, b = logistic_regression(scale(x_all), y_all, len(labels), c)
     model = build(cfg.model, len(labels), shape, **cfg.model_options)
     with torch.no_grad():
         model.norm.running_mean.copy_(torch.from_numpy(mu))
