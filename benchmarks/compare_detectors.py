@@ -11,8 +11,9 @@ InceptionTime on complexity-entropy series, the species model fine-tuned into a 
 
     .venv/bin/python benchmarks/compare_detectors.py [--cv] [--only NAME ...] [--out runs/compare]
 
-Prints a Markdown table and writes runs/compare/results.json. Takes about 10 minutes without --cv on two
-cores, about 40 with it.
+Prints a Markdown table and writes runs/compare/results.json, and with --cv each family's out-of-fold
+probabilities to runs/compare/cv-NAME.json (`crossval_birdnet.py --detector --with-cnn` combines
+them with BirdNET's). Takes about 10 minutes without --cv on two cores, about 40 with it.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def main() -> int:
         print(f"needs {DATA}", file=sys.stderr)
         return 1
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     recs = load_kaggle(DATA)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
@@ -90,8 +92,8 @@ def main() -> int:
                                    snrs_db=())
             row["cv"] = {"pooled_auc": cv["conditions"]["clean"]["roc_auc"], "fold_auc_mean": cv["fold_auc_mean"],
                          "fold_auc_std": cv["fold_auc_std"], "folds": cv["folds"]}
+            (out / f"cv-{name}.json").write_text(json.dumps(cv))  # every clip's out-of-fold probability
         results[name] = row
-        out.mkdir(parents=True, exist_ok=True)
         results_path.write_text(json.dumps(results, indent=2))
         print(f"{name}: done in {train_s:.0f} s", file=sys.stderr)
 

@@ -9,14 +9,19 @@ import pytest
 
 from deepdive.errors import ModelError
 from deepdive.features import birdnet
-from deepdive.features.birdnet import CHUNK, EMBEDDING, BirdnetConfig, chunks_at
+from deepdive.features.birdnet import CHUNK, EMBEDDING, LAYERS, BirdnetConfig, chunks_at
 
 
-def stand_in(chunks: np.ndarray, path=None) -> np.ndarray:
-    """Log band magnitudes of each chunk's spectrum, 1024 bands: a fixed description that tells the
-    synthetic species apart, as BirdNET's embedding does real ones."""
-    spec = np.abs(np.fft.rfft(chunks, axis=1))[:, : 1024 * 70]
-    return np.log1p(spec.reshape(len(chunks), EMBEDDING, 70).mean(2)).astype(np.float32)
+def stand_in(chunks: np.ndarray, path=None, layers=("embedding",)) -> np.ndarray:
+    """Per layer, log band magnitudes of each chunk's spectrum in as many bands as the layer is wide:
+    a fixed description that tells the synthetic species apart, as BirdNET's layers do real ones."""
+    spec = np.abs(np.fft.rfft(chunks, axis=1))
+    out = []
+    for name in layers:
+        width = LAYERS[name][1]
+        band = (CHUNK // 2) // width
+        out.append(np.log1p(spec[:, : width * band].reshape(len(chunks), width, band).mean(2)))
+    return np.concatenate(out, axis=1).astype(np.float32)
 
 
 @pytest.fixture
@@ -39,14 +44,30 @@ def test_chunks_at_playback_speeds():
 
 
 def test_compute_is_mean_and_max_per_speed(fake_birdnet):
-    cfg = BirdnetConfig(speeds=(0.5, 2.0))
+    cfg = BirdnetConfig(speeds=(0.5, 2.0), layers=("embedding", "block4-1"))
     y = np.random.default_rng(1).standard_normal(cfg.window_samples).astype(np.float32)
     f = cfg.compute(y, cfg.sr)
-    assert f.shape == cfg.shape == (4 * EMBEDDING,)
-    half = stand_in(chunks_at(y, cfg.sr, 0.5))
-    np.testing.assert_allclose(f[:EMBEDDING], half.mean(0), rtol=1e-6)
-    np.testing.assert_allclose(f[EMBEDDING : 2 * EMBEDDING], half.max(0), rtol=1e-6)
+    width = EMBEDDING + 1536
+    assert f.shape == cfg.shape == (4 * width,)
+    half, double = (stand_in(chunks_at(y, cfg.sr, s), layers=cfg.layers) for s in (0.5, 2.0))
+    np.testing.assert_allclose(f[:width], half.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(f[width : 2 * width], half.max(0), rtol=1e-6)
+    np.testing.assert_allclose(f[2 * width : 3 * width], double.mean(0), rtol=1e-6)
     assert cfg == type(cfg).from_dict(json.loads(json.dumps(cfg.to_dict())))
+    one = BirdnetConfig(speeds=(0.5,))  # the embedding alone, the default
+    assert one.compute(y, one.sr).shape == one.shape == (2 * EMBEDDING,)
+    np.testing.assert_allclose(one.compute(y, one.sr), f[np.r_[:EMBEDDING, width : width + EMBEDDING]], rtol=1e-6)
+
+
+def test_layers_in_cards():
+    old = BirdnetConfig().to_dict()
+    del old["layers"]  # a card written before layers could be chosen: the embedding alone
+    assert BirdnetConfig.from_dict(old).layers == ("embedding",)
+    assert BirdnetConfig.from_dict(old).shape == (2 * EMBEDDING * 3,)
+    with pytest.raises(ValueError, match="block4-1"):
+        BirdnetConfig(layers=("block9",))
+    with pytest.raises(ValueError, match="at least one"):
+        BirdnetConfig(layers=())
 
 
 def test_model_file_lookup(monkeypatch, tmp_path):
@@ -106,8 +127,23 @@ def test_birdnet_itself_where_installed():
     y = (0.1 * np.random.default_rng(2).standard_normal(cfg.window_samples)).astype(np.float32)
     f = cfg.compute(y, cfg.sr)
     assert f.shape == cfg.shape and np.isfinite(f).all() and f.std() > 0
-    e = birdnet.embed_chunks(np.stack([chunks_at(y, cfg.sr, 1.0)[0]] * 2))
+    birdnet._interpreters.by_path.clear()  # a fresh interpreter, first called with its own shape (1 chunk)
+    one = birdnet.embed_chunks(chunks_at(y, cfg.sr, 10.0))
+    assert one.shape == (1, EMBEDDING) and np.isfinite(one).all()
+    two = np.stack([chunks_at(y, cfg.sr, 1.0)[0]] * 2)
+    e = birdnet.embed_chunks(two, layers=("embedding", "block4-1"))
+    assert e.shape == (2, EMBEDDING + 1536)
     np.testing.assert_allclose(e[0], e[1], atol=1e-5)  # each chunk on its own
+    np.testing.assert_allclose(birdnet.embed_chunks(two, layers=("block4-1",)), e[:, EMBEDDING:])
+    assert (e[:, :EMBEDDING] >= 0).all() and (e[:, EMBEDDING:] < 0).any()  # a mean of ReLUs; a block's means
+
+
+def test_a_file_that_is_not_birdnet(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a flatbuffer" * 64)
+    with pytest.raises(ModelError, match="not a TFLite model"):
+        birdnet.embed_chunks(np.zeros((1, CHUNK), np.float32), bad)
 
 
 def test_bundled_head_ranks_with_birdnet_features(fake_birdnet):
@@ -138,3 +174,23 @@ def test_bundled_head_on_real_test_cuts():
         assert cuts
         for r in cuts:
             assert classify(r.path, model="species-birdnet")[0]["species"] == label
+
+
+def test_prepare_command_reads_the_layers_asked_for(fake_birdnet, synth_corpus, tmp_path):
+    from typer.testing import CliRunner
+
+    from deepdive.cli import app
+    from deepdive.store import FeatureStore
+
+    runner = CliRunner()
+    base = ["prepare", "watkins", str(synth_corpus), "--window", "3", "--species", "Synthetic upcall"]
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "s"), "--features", "birdnet", "--speeds", "1,4",
+                              "--layers", "embedding,block4-1"])
+    assert res.exit_code == 0, res.stdout
+    store = FeatureStore(tmp_path / "s")
+    assert store.config["prepare"]["features"]["layers"] == ["embedding", "block4-1"]
+    assert store.features(0).shape == (2 * 2 * (EMBEDDING + 1536),)
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "t"), "--features", "birdnet", "--layers", "block9"])
+    assert res.exit_code == 1 and "block4-1" in res.stderr and "Traceback" not in res.stderr
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "u"), "--layers", "embedding"])
+    assert res.exit_code == 1 and "--features birdnet" in res.stderr

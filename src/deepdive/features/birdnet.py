@@ -1,14 +1,18 @@
 """BirdNET embeddings of a window, at several playback speeds (feature kind `birdnet`).
 
 BirdNET V2.4 (Kahl et al. 2021; the Cornell Lab of Ornithology and Chemnitz University of Technology)
-hears 3 s of audio at 48 kHz, 0-15 kHz, and was trained on birds. Its 1024-d penultimate layer is a
-general description of a sound that a linear layer can learn marine mammals from: out of encounter
-cross-validation on the Watkins cuts it beats our CNN trained from scratch (see the README). A
-window is played to it at each of `speeds`: 0.5 plays it at half speed, an octave down, so dolphin
-whistles and clicks up to 30 kHz fall into its band; 10 plays it ten times faster, so baleen whale
-moans rise into it. Each speed gives the mean and the max over the window's 3 s chunks (a last
-partial chunk of at least 1.5 s, or a window shorter than one chunk, is zero-padded): the feature is
-(2 x 1024 x len(speeds),).
+hears 3 s of audio at 48 kHz, 0-15 kHz, and was trained on birds. Its layers describe a sound in a
+way that a linear layer can learn marine mammals from: out of encounter cross-validation on the
+Watkins cuts they beat our CNN trained from scratch (see the README). `layers` names which are read
+(`LAYERS`): the 1024-d penultimate layer ("embedding", the default), or the channel means of a
+middle block (e.g. "block4-1", 1536-d: the squeeze-and-excitation pooling of the first block of the
+last stage), which are less specific to birds. Adding block4-1 helped in a cross-validation with
+one feature vector per cut, but not with the 5 s windows that a model ranks (README), so it is an
+option. A window is played to BirdNET at each of `speeds`: 0.5 plays it at half speed, an octave
+down, so dolphin whistles and clicks up to 30 kHz fall into its band; 10 plays it ten times faster,
+so baleen whale moans rise into it. Each speed gives the mean and the max over the window's 3 s chunks (a last partial chunk of at
+least 1.5 s, or a window shorter than one chunk, is zero-padded) of the chosen layers, side by side:
+the feature is (2 x sum of the layers' widths x len(speeds),).
 
 BirdNET is not part of deepdive and needs two things that deepdive does not install by default:
 a TFLite runtime (`pip install 'deepdive[birdnet]'`: ai-edge-litert) and the model file
@@ -21,7 +25,6 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -34,6 +37,13 @@ MODEL_FILE = "BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"
 BIRDNET_SR = 48_000
 CHUNK = 3 * BIRDNET_SR
 EMBEDDING = 1024
+# readable layers: name -> (the tensor's name in BirdNET V2.4's TFLite graph, width)
+LAYERS = {
+    "embedding": ("model/GLOBAL_AVG_POOL/Mean", EMBEDDING),
+    "block3-5": ("model/BLOCK_3-5_SE_AVG_POOL_1/Mean", 864),
+    "block4-1": ("model/BLOCK_4-1_SE_AVG_POOL_1/Mean", 1536),
+    "block4-4": ("model/BLOCK_4-4_SE_AVG_POOL_1/Mean", 1536),
+}
 TERMS = ("BirdNET V2.4 (Kahl et al. 2021, Cornell Lab of Ornithology and Chemnitz University of Technology), "
          "CC BY-NC-SA 4.0: non-commercial use, share alike, with credit")
 
@@ -69,6 +79,42 @@ class _Interpreters(threading.local):
 _interpreters = _Interpreters()
 
 
+_patched: dict[str, bytes] = {}
+_patch_lock = threading.Lock()
+
+
+def _with_layer_outputs(path: Path) -> bytes:
+    """BirdNET's model with every layer of `LAYERS` added to its outputs, patched once per file. An
+    interpreter keeps its outputs readable after invoke(); the other way to read an inner layer,
+    keeping every intermediate tensor (`experimental_preserve_all_tensors`), took 3 times the memory
+    and ran 7 times slower (1.5 GB and 1.0 s for 6 chunks on 2 threads, against 0.46 GB and 0.15 s;
+    a species-birdnet scan: 943 MB and 12x real time, against 436 MB and 16x)."""
+    from ..errors import ModelError
+
+    key = str(path)
+    with _patch_lock:
+        if key not in _patched:
+            import flatbuffers
+            from ai_edge_litert import schema_py_generated as schema
+
+            buf = path.read_bytes()
+            try:
+                model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(buf, 0))
+                graph = model.subgraphs[0]
+                index = {t.name.decode(): i for i, t in enumerate(graph.tensors)}
+            except Exception:
+                raise ModelError(f"{path}: not a TFLite model; give BirdNET's {MODEL_FILE}") from None
+            missing = [name for name, (tensor, _) in LAYERS.items() if tensor not in index]
+            if missing:
+                raise ModelError(f"{path}: no layer {', '.join(missing)} in this model; deepdive reads BirdNET V2.4 "
+                                 f"({MODEL_FILE})")
+            graph.outputs = np.array([*graph.outputs, *(index[t] for t, _ in LAYERS.values())], dtype=np.int32)
+            builder = flatbuffers.Builder(len(buf) + 65536)
+            builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+            _patched[key] = bytes(builder.Output())
+    return _patched[key]
+
+
 def _interpreter(path: Path):
     key = str(path)
     if key not in _interpreters.by_path:
@@ -77,28 +123,24 @@ def _interpreter(path: Path):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
-            try:
-                from tflite_runtime.interpreter import Interpreter
-            except ImportError:
-                raise ModelError("BirdNET features need a TFLite runtime: pip install 'deepdive[birdnet]'") from None
-        with warnings.catch_warnings():  # the flag is "for debugging": it keeps the embedding layer readable
-            warnings.simplefilter("ignore")
-            it = Interpreter(model_path=key, num_threads=min(2, os.cpu_count() or 1),
-                             experimental_preserve_all_tensors=True)
-        # the embedding is the tensor just before the classifier's output (as birdnetlib reads it)
-        _interpreters.by_path[key] = (it, it.get_input_details()[0]["index"], it.get_output_details()[0]["index"] - 1)
+            raise ModelError("BirdNET features need the LiteRT runtime: pip install 'deepdive[birdnet]'") from None
+        it = Interpreter(model_content=_with_layer_outputs(path), num_threads=min(2, os.cpu_count() or 1))
+        it.allocate_tensors()  # for its own input shape, one chunk: a first call of that shape allocates nothing
+        outputs = {d["name"]: d["index"] for d in it.get_output_details()}
+        _interpreters.by_path[key] = (it, it.get_input_details()[0]["index"],
+                                      {name: outputs[tensor] for name, (tensor, _) in LAYERS.items()})
     return _interpreters.by_path[key]
 
 
-def embed_chunks(chunks: np.ndarray, path: Path | None = None) -> np.ndarray:
-    """BirdNET's embeddings of 3 s chunks at 48 kHz: (n, 144000) -> (n, 1024)."""
-    it, inp, emb = _interpreter(path or model_path())
+def embed_chunks(chunks: np.ndarray, path: Path | None = None, layers: tuple[str, ...] = ("embedding",)) -> np.ndarray:
+    """BirdNET's `layers` for 3 s chunks at 48 kHz, side by side: (n, 144000) -> (n, sum of widths)."""
+    it, inp, tensors = _interpreter(path or model_path())
     if tuple(it.get_input_details()[0]["shape"]) != chunks.shape:  # reallocating costs a few ms
         it.resize_tensor_input(inp, chunks.shape)
         it.allocate_tensors()
     it.set_tensor(inp, np.ascontiguousarray(chunks, dtype=np.float32))
     it.invoke()
-    return np.array(it.get_tensor(emb), dtype=np.float32)
+    return np.concatenate([it.get_tensor(tensors[name]) for name in layers], axis=1).astype(np.float32)
 
 
 def chunks_at(y: np.ndarray, sr: int, speed: float) -> np.ndarray:
@@ -113,7 +155,7 @@ def chunks_at(y: np.ndarray, sr: int, speed: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class BirdnetConfig(Windowed):
-    """A window's BirdNET embeddings at each playback speed (mean and max over its 3 s chunks)."""
+    """A window's BirdNET layers at each playback speed (mean and max over its 3 s chunks)."""
 
     kind: ClassVar[str] = "birdnet"
 
@@ -122,16 +164,20 @@ class BirdnetConfig(Windowed):
     speeds: tuple[float, ...] = (0.5, 1.0, 10.0)
     model: str = MODEL_FILE
     hop_length: int = 480  # not an STFT: sets the scan's hop grid only (5 ms)
+    layers: tuple[str, ...] = ("embedding",)
 
     def __post_init__(self) -> None:
         slow = [s for s in self.speeds if BIRDNET_SR / s > self.sr]
         if not self.speeds or slow:
             raise ValueError(f"speeds {self.speeds}: give at least one, none slower than {BIRDNET_SR / self.sr:g} "
                              f"at sr {self.sr} Hz")
+        unknown = [name for name in self.layers if name not in LAYERS]
+        if not self.layers or unknown:
+            raise ValueError(f"layers {self.layers}: give at least one of {', '.join(LAYERS)}")
 
     @property
     def shape(self) -> tuple[int]:
-        return (2 * EMBEDDING * len(self.speeds),)
+        return (2 * sum(LAYERS[name][1] for name in self.layers) * len(self.speeds),)
 
     def compute(self, y: np.ndarray, sr: int) -> np.ndarray:
         if sr != self.sr:
@@ -139,6 +185,6 @@ class BirdnetConfig(Windowed):
         path = model_path(self.model)
         out = []
         for speed in self.speeds:  # one run per speed: in a scan, faster than one run of all the chunks
-            e = embed_chunks(chunks_at(y, sr, speed), path)
+            e = embed_chunks(chunks_at(y, sr, speed), path, self.layers)
             out += [e.mean(0), e.max(0)]
         return np.concatenate(out).astype(np.float32)
