@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from deepdive.bundle import softmax
 from deepdive.datasets import load_dataset
 from deepdive.features.birdnet import LAYERS, chunks_at, embed_chunks
 from deepdive.prepare import group_folds, species_folds
@@ -83,9 +84,7 @@ def _fit_predict(feats: np.ndarray, truth: np.ndarray, train: np.ndarray, test: 
     """Standardise on `train`, fit the logistic regression, return the probabilities of `test`."""
     mu, sd = feats[train].mean(0), feats[train].std(0) + 1e-6
     W, b = logistic_regression((feats[train] - mu) / sd, truth[train], n, c)
-    z = (feats[test] - mu) / sd @ W + b
-    p = np.exp(z - z.max(1, keepdims=True))
-    return p / p.sum(1, keepdims=True)
+    return softmax((feats[test] - mu) / sd @ W + b)
 
 
 def scores(probs: np.ndarray, truth: np.ndarray) -> dict:
