@@ -52,6 +52,7 @@ test: $(VENV)/.installed-dev browser $(BIRDNET)
 
 # Rebuild the bundled species model from ../shared/data/watkins (about 15 minutes on 2 cores).
 bundle: $(VENV)/.installed-dev
+	rm -rf runs/watkins-store runs/species-model
 	$(BIN)/deepdive prepare watkins ../shared/data/watkins --out runs/watkins-store
 	$(BIN)/deepdive train runs/watkins-store --model deepdive-resnet --out runs/species-model
 	$(BIN)/deepdive evaluate runs/species-model runs/watkins-store --split test --out runs/species-model/eval
