@@ -50,7 +50,7 @@ test: $(VENV)/.installed-dev browser $(BIRDNET)
 	$(BIN)/ruff check src tests benchmarks
 	DEEPDIVE_BIRDNET_MODEL=$(if $(wildcard $(BIRDNET)),$(abspath $(BIRDNET))) $(BIN)/python -m pytest -q
 
-# Rebuild the bundled species model from ../shared/data/watkins (about 15 minutes on 2 cores).
+# Rebuild the bundled species model from ../shared/data/watkins (about 10 minutes on 2 cores).
 bundle: $(VENV)/.installed-dev
 	rm -rf runs/watkins-store runs/species-model
 	$(BIN)/deepdive prepare watkins ../shared/data/watkins --out runs/watkins-store
