@@ -10,9 +10,9 @@ last stage), which are less specific to birds. Adding block4-1 helped in a cross
 one feature vector per cut, but not with the 5 s windows that a model ranks (README), so it is an
 option. A window is played to BirdNET at each of `speeds`: 0.5 plays it at half speed, an octave
 down, so dolphin whistles and clicks up to 30 kHz fall into its band; 10 plays it ten times faster,
-so baleen whale moans rise into it. Each speed gives the mean and the max over the window's 3 s chunks (a last partial chunk of at
-least 1.5 s, or a window shorter than one chunk, is zero-padded) of the chosen layers, side by side:
-the feature is (2 x sum of the layers' widths x len(speeds),).
+so baleen whale moans rise into it. Each speed gives the mean and the max over the window's 3 s
+chunks (a last partial chunk of at least 1.5 s, or a window shorter than one chunk, is zero-padded)
+of the chosen layers, side by side: the feature is (2 x sum of the layers' widths x len(speeds),).
 
 BirdNET is not part of deepdive and needs two things that deepdive does not install by default:
 a TFLite runtime (`pip install 'deepdive[birdnet]'`: ai-edge-litert) and the model file
