@@ -5,15 +5,19 @@ InceptionTime on complexity-entropy series, the species model fine-tuned into a 
 - the fixed split of `deepdive prepare kaggle` (seed 0): ROC AUC, AP, accuracy, precision, recall and F1
   at the validation-chosen threshold, clean and with white noise at 20, 10, 5 and 0 dB SNR;
 - 5-fold cross-validation by tape (`--cv`): the pooled out-of-fold AUC, every clip scored by a model
-  that never heard its tape (25 epochs each, no early stopping), and the spread over folds;
+  that never heard its tape (25 epochs each, no early stopping), and the spread over folds; with
+  `--seeds N`, N trainings of every fold (model seeds 0..N-1, the same folds): the mean and standard
+  deviation of the pooled AUC over seeds, and the AUC of the seeds' averaged probabilities;
 - speed: clips per second through the whole inference path (2 s of audio at 2 kHz -> features -> ONNX
   Runtime), batch of 256 clips, on this machine, with the compact CNN as the reference (ratio).
 
-    .venv/bin/python benchmarks/compare_detectors.py [--cv] [--only NAME ...] [--out runs/compare]
+    .venv/bin/python benchmarks/compare_detectors.py [--cv [--seeds N]] [--only NAME ...] [--out runs/compare]
 
 Prints a Markdown table and writes runs/compare/results.json, and with --cv each family's out-of-fold
-probabilities to runs/compare/cv-NAME.json (`crossval_birdnet.py --detector --with-cnn` combines
-them with BirdNET's). Takes about 10 minutes without --cv on two cores, about 40 with it.
+probabilities to runs/compare/cv-NAME.json (seed 0; cv-NAME-sK.json for seed K;
+`crossval_birdnet.py --detector --with-cnn` combines them with BirdNET's). Takes about 10 minutes
+without --cv on two cores, about 40 with it; each further seed adds about 4 minutes for the compact
+CNN and 12 for Xception. With --reuse, cross-validation runs already in --out are read, not redone.
 """
 
 from __future__ import annotations
@@ -45,6 +49,28 @@ def families():
     }
 
 
+def seed_summary(runs: list[dict]) -> dict:
+    """Pooled out-of-fold AUC of each seed's run (same folds), their mean and sd, and the AUC of the
+    seeds' averaged probabilities (what `deepdive train --ensemble N` ships)."""
+    import numpy as np
+
+    from deepdive.evaluate import roc_auc
+
+    truth = dict(zip(runs[0]["clips"], runs[0]["truth"], strict=True))
+    keys = sorted(truth)
+    y = np.array([truth[k] for k in keys])
+    probs = []
+    for run in runs:
+        p = dict(zip(run["clips"], run["probabilities"]["clean"], strict=True))
+        probs.append([p[k] for k in keys])
+    aucs = [float(run["conditions"]["clean"]["roc_auc"]) for run in runs]
+    fold_means = [float(run["fold_auc_mean"]) for run in runs]
+    return {"n": len(runs), "pooled_auc": [round(a, 4) for a in aucs], "pooled_auc_mean": round(float(np.mean(aucs)), 4),
+            "pooled_auc_std": round(float(np.std(aucs)), 4), "fold_auc_mean_mean": round(float(np.mean(fold_means)), 4),
+            "fold_auc_mean_std": round(float(np.std(fold_means)), 4),
+            "ensemble_auc": round(float(roc_auc(y, np.mean(probs, 0))), 4)}
+
+
 def main() -> int:
     from bench_detectors import clips_per_second
 
@@ -57,6 +83,7 @@ def main() -> int:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--cv", action="store_true", help="also 5-fold cross-validation by tape")
+    ap.add_argument("--seeds", type=int, default=1, help="with --cv: train every fold with this many model seeds")
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--out", default=str(ROOT / "runs" / "compare"))
     ap.add_argument("--reuse", action="store_true", help="evaluate models already trained in --out again, without training")
@@ -87,12 +114,21 @@ def main() -> int:
         report = evaluate_store(model, store, "test")
         row = {**previous, "train_s": round(train_s, 1), "test": report["conditions"],
                "clips_per_s": round(clips_per_second(model)[0], 1)}
-        if args.cv and not (args.reuse and "cv" in previous):
-            cv = crossval_detector(recs, out / f"cv-{name}", replace(pcfg), replace(tcfg, epochs=25, patience=25), k=5,
-                                   snrs_db=())
+        if args.cv:
+            runs = []
+            for seed in range(args.seeds):
+                path = out / (f"cv-{name}.json" if seed == 0 else f"cv-{name}-s{seed}.json")
+                if args.reuse and path.is_file():
+                    runs.append(json.loads(path.read_text()))
+                    continue
+                runs.append(crossval_detector(recs, out / f"cv-{name}", replace(pcfg), replace(tcfg, epochs=25, patience=25),
+                                              k=5, snrs_db=(), train_seed=seed))
+                path.write_text(json.dumps(runs[-1]))  # every clip's out-of-fold probability
+            cv = runs[0]
             row["cv"] = {"pooled_auc": cv["conditions"]["clean"]["roc_auc"], "fold_auc_mean": cv["fold_auc_mean"],
                          "fold_auc_std": cv["fold_auc_std"], "folds": cv["folds"]}
-            (out / f"cv-{name}.json").write_text(json.dumps(cv))  # every clip's out-of-fold probability
+            if len(runs) > 1:
+                row["cv"]["seeds"] = seed_summary(runs)
         results[name] = row
         results_path.write_text(json.dumps(results, indent=2))
         print(f"{name}: done in {train_s:.0f} s", file=sys.stderr)
@@ -105,6 +141,11 @@ def main() -> int:
         c = r["test"]["clean"]
         cv = r.get("cv")
         cv_text = f"{cv['pooled_auc']:.3f}; {cv['fold_auc_mean']:.3f} ± {cv['fold_auc_std']:.3f}" if cv else "-"
+        if cv and "seeds" in cv:
+            sd = cv["seeds"]
+            cv_text += (f"; {sd['n']} seeds: {' '.join(f'{a:.3f}' for a in sd['pooled_auc'])}, mean "
+                        f"{sd['pooled_auc_mean']:.3f} ± {sd['pooled_auc_std']:.3f} (fold mean {sd['fold_auc_mean_mean']:.3f} "
+                        f"± {sd['fold_auc_mean_std']:.3f}), averaged probabilities {sd['ensemble_auc']:.3f}")
         ratio = f"{r['clips_per_s'] / ref:.2f}x" if ref else "-"
         print(f"| {name} | {c['roc_auc']:.3f} | {c['average_precision']:.3f} | {c['f1']:.3f} | {c['accuracy']:.3f} | "
               f"{r['test']['10 dB']['roc_auc']:.3f} | {r['test']['0 dB']['roc_auc']:.3f} | {cv_text} | "
