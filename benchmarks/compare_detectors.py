@@ -49,6 +49,45 @@ def families():
     }
 
 
+def prepare_config(feats):
+    """How every family's clips are prepared, in the cross-validation folds too (as `make detector`)."""
+    from deepdive.datasets.kaggle import POSITIVE
+    from deepdive.prepare import PrepareConfig
+
+    return PrepareConfig(features=feats, task="detection", positive=POSITIVE, min_last_s=1.0, pad="mirror",
+                         shift="roll", augment_all=True)
+
+
+def open_data(out: str):
+    """(the challenge clips, the output folder made), or None without the shared data."""
+    from deepdive.datasets import load_kaggle
+
+    if not (DATA / "train.csv").is_file():
+        print(f"needs {DATA}", file=sys.stderr)
+        return None
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    return load_kaggle(DATA), folder
+
+
+def cv_runs(recs, out: Path, name: str, feats, tcfg, seeds: int, reuse: bool) -> list[dict]:
+    """5-fold cross-validation by tape (25 epochs per fold, the same folds), once per model seed
+    0..seeds-1; each run's out-of-fold probabilities are stored as OUT/NAME.json (seed 0) and
+    OUT/NAME-sK.json, and with `reuse` read from there instead of trained again."""
+    from deepdive.crossval import crossval_detector
+
+    runs = []
+    for seed in range(seeds):
+        path = out / (f"{name}.json" if seed == 0 else f"{name}-s{seed}.json")
+        if reuse and path.is_file():
+            runs.append(json.loads(path.read_text()))
+            continue
+        runs.append(crossval_detector(recs, out / name, prepare_config(feats), replace(tcfg, epochs=25, patience=25),
+                                      k=5, snrs_db=(), train_seed=seed))
+        path.write_text(json.dumps(runs[-1]))
+    return runs
+
+
 def seed_summary(runs: list[dict]) -> dict:
     """Pooled out-of-fold AUC of each seed's run (same folds), their mean and sd, and the AUC of the
     seeds' averaged probabilities (what `deepdive train --ensemble N` ships)."""
@@ -74,11 +113,8 @@ def seed_summary(runs: list[dict]) -> dict:
 def main() -> int:
     from bench_detectors import clips_per_second
 
-    from deepdive.crossval import crossval_detector
-    from deepdive.datasets import load_kaggle
-    from deepdive.datasets.kaggle import POSITIVE
     from deepdive.evaluate import evaluate_store
-    from deepdive.prepare import PrepareConfig, prepare
+    from deepdive.prepare import prepare
     from deepdive.train import train
 
     ap = argparse.ArgumentParser()
@@ -88,19 +124,15 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "runs" / "compare"))
     ap.add_argument("--reuse", action="store_true", help="evaluate models already trained in --out again, without training")
     args = ap.parse_args()
-    if not (DATA / "train.csv").is_file():
-        print(f"needs {DATA}", file=sys.stderr)
+    if (opened := open_data(args.out)) is None:
         return 1
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    recs = load_kaggle(DATA)
+    recs, out = opened
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     for name, (feats, tcfg) in families().items():
         if args.only and name not in args.only:
             continue
-        pcfg = PrepareConfig(features=feats, task="detection", positive=POSITIVE, min_last_s=1.0, pad="mirror",
-                             shift="roll", augment_all=True)
+        pcfg = prepare_config(feats)
         store = out / f"store-{feats.kind}-{'x'.join(map(str, feats.shape))}"
         if not (store / "config.json").is_file():
             prepare(recs, store, pcfg, source={"kind": "kaggle", "path": str(DATA)})
@@ -115,15 +147,7 @@ def main() -> int:
         row = {**previous, "train_s": round(train_s, 1), "test": report["conditions"],
                "clips_per_s": round(clips_per_second(model)[0], 1)}
         if args.cv:
-            runs = []
-            for seed in range(args.seeds):
-                path = out / (f"cv-{name}.json" if seed == 0 else f"cv-{name}-s{seed}.json")
-                if args.reuse and path.is_file():
-                    runs.append(json.loads(path.read_text()))
-                    continue
-                runs.append(crossval_detector(recs, out / f"cv-{name}", replace(pcfg), replace(tcfg, epochs=25, patience=25),
-                                              k=5, snrs_db=(), train_seed=seed))
-                path.write_text(json.dumps(runs[-1]))  # every clip's out-of-fold probability
+            runs = cv_runs(recs, out, f"cv-{name}", feats, tcfg, args.seeds, args.reuse)
             cv = runs[0]
             row["cv"] = {"pooled_auc": cv["conditions"]["clean"]["roc_auc"], "fold_auc_mean": cv["fold_auc_mean"],
                          "fold_auc_std": cv["fold_auc_std"], "folds": cv["folds"]}

@@ -105,3 +105,18 @@ def test_bundled_species_model_ships_its_int8_version():
     # measured when it was made: the 8-bit model agrees with fp32 and scores like it on the test split
     assert q["test_top1_agreement"] >= 0.95
     assert abs(q["test"]["int8"]["recording"]["accuracy"] - q["test"]["fp32"]["recording"]["accuracy"]) <= 0.02
+
+
+def test_bundled_cards_are_strict_json():
+    """Cards are read by other tools too (jq, a browser's JSON.parse): no NaN or Infinity in them."""
+    from pathlib import Path
+
+    import deepdive
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    cards = sorted((Path(deepdive.__file__).parent / "bundled").glob("*/card.json"))
+    assert len(cards) == 3
+    for card in cards:
+        json.loads(card.read_text(), parse_constant=refuse)

@@ -54,6 +54,49 @@ def test_detector_store_is_split_by_tape_and_augments_every_class(detector_store
     assert s.features(0).shape == (129, 126)
 
 
+def test_threshold_from_training_tapes_by_a_recall_rule(detector_store, tmp_path):
+    """`--threshold-folds K --threshold-recall R`: the card's threshold is the strictest that finds R of the
+    calls in out-of-fold scores of the training tapes, scored by models stopped where the shipped one
+    stopped; the card lists the other operating points for a reviewer to choose from."""
+    from deepdive.train import TrainConfig, train
+
+    cfg = TrainConfig(model="detector-cnn", epochs=6, patience=2, lr=3e-3, seed=0, threshold_folds=3, threshold_recall=0.9)
+    card = json.loads((train(detector_store, tmp_path, cfg, progress=False) / "card.json").read_text())
+    best = card["training"]["best_epoch"]
+    assert card["threshold_rule"].startswith("recall 0.9 on out-of-fold scores") and f"stopped at epoch {best}" in card["threshold_rule"]
+    cv = card["training_tapes_crossval"]
+    assert cv["folds"] == 3 and 0 < cv["positives"] < cv["clips"]
+    points = {o["rule"]: o for o in cv["operating_points"]}
+    assert set(points) == {"maximum F1", "recall 0.5", "recall 0.8", "recall 0.9", "recall 0.95"}
+    assert card["threshold"] == points["recall 0.9"]["threshold"] and points["recall 0.9"]["recall"] >= 0.9
+    assert points["recall 0.95"]["threshold"] <= card["threshold"] <= points["recall 0.5"]["threshold"]
+
+
+def test_card_of_a_model_trained_without_validation_is_strict_json(synth_kaggle, tmp_path):
+    """`prepare --val-frac 0` then `train --epochs N --patience N`, the bundled detector's recipe: the
+    card's final row has null (not NaN) for the validation figures it has no data for."""
+    store, model = tmp_path / "store", tmp_path / "model"
+    res = runner.invoke(app, ["prepare", "kaggle", str(synth_kaggle), "--out", str(store), "--val-frac", "0", "--image", "32x32"])
+    assert res.exit_code == 0, res.stderr
+    res = runner.invoke(app, ["train", str(store), "--out", str(model), "--epochs", "2", "--patience", "2",
+                              "--threshold-folds", "0"])
+    assert res.exit_code == 0, res.stderr
+    card = json.loads((model / "card.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in the card"))
+    assert card["training"]["monitor"] == "train_loss" and card["training"]["final"]["val_loss"] is None
+    assert card["training"]["threshold_recall"] == 0.9  # the CLI's default for detectors
+
+
+def test_fit_can_stop_at_a_given_epoch(detector_store):
+    from deepdive.store import FeatureStore
+    from deepdive.train import TrainConfig, _fit
+
+    store = FeatureStore(detector_store)
+    cfg = TrainConfig(model="detector-cnn", epochs=10, patience=10, seed=0)
+    _, history, best, monitor, _ = _fit(store, cfg, store.labels, (129, 126), None, False, va=[], stop_at=2)
+    assert len(history) == 2 and best == 2 and monitor == "train_loss"  # epoch 2 of the 10-epoch schedule
+    assert history[-1]["lr"] < cfg.lr  # still warming up: the same one-cycle schedule as a full run
+
+
 def test_detector_end_to_end(detector_model, detector_store, synth_kaggle):
     from deepdive import detect, synth
     from deepdive.bundle import Bundle
@@ -208,3 +251,10 @@ def test_prepare_kaggle_feature_options(synth_kaggle, tmp_path):
     assert s.features(0).shape == (64, 48)
     res = runner.invoke(app, ["prepare", "kaggle", str(synth_kaggle), "--out", str(tmp_path / "t"), "--image", "big"])
     assert res.exit_code == 1 and "64x64" in res.stderr
+    res = runner.invoke(app, ["prepare", "kaggle", str(synth_kaggle), "--out", str(tmp_path / "u"), "--val-frac", "0",
+                              "--image", "32x32"])
+    assert res.exit_code == 0, res.stderr
+    u = FeatureStore(tmp_path / "u")
+    assert u.config["prepare"]["val_frac"] == 0 and not u.indices("val") and u.indices("test")
+    res = runner.invoke(app, ["prepare", "kaggle", str(synth_kaggle), "--out", str(tmp_path / "v"), "--val-frac", "0.9"])
+    assert res.exit_code == 1 and "--val-frac 0.9" in res.stderr and "Traceback" not in res.stderr

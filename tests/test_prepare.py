@@ -34,6 +34,19 @@ def test_split_keeps_encounters_together_and_is_seeded():
         assert row["level"] == "encounter" and row["train_recordings"] and row["val_recordings"] and row["test_recordings"]
 
 
+def test_split_without_validation_keeps_the_same_test_encounters():
+    """`--val-frac 0` (the bundled detector's recipe): the validation encounters join training, and the
+    test encounters are the ones the default split holds out."""
+    recs = [_rec(i, lab, f"{lab}-enc{i % 5}") for lab in ("a", "b", "c") for i in range(40)]
+    mixed = [_rec(i, lab, f"tape{i // 4}", dur=2.0) for i, lab in enumerate(["call", "noise"] * 40)]
+    for rs in (recs, mixed):
+        with_val, _ = split_by_encounter(rs, 0.15, 0.2, seed=3)
+        without, report = split_by_encounter(rs, 0.0, 0.2, seed=3)
+        assert "val" not in without.values() and "val" in with_val.values()
+        assert {k for k, v in without.items() if v == "test"} == {k for k, v in with_val.items() if v == "test"}
+        assert all(row["val_recordings"] == 0 and row["train_recordings"] > 0 for row in report)
+
+
 def test_split_falls_back_for_single_encounter_labels():
     recs = [_rec(i, "one", "enc", tape=f"T{i % 2}") for i in range(10)]  # one encounter, two tapes
     recs += [_rec(i, "solo", "enc2", tape="T9") for i in range(10)]  # one encounter, one tape

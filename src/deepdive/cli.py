@@ -140,6 +140,8 @@ def prepare(
     fmax: Annotated[float | None, typer.Option(help="Highest frequency kept (Hz)")] = None,
     pad: Annotated[str | None, typer.Option(help="Padding of short windows: zeros, noise or mirror")] = None,
     no_balance: Annotated[bool, typer.Option(help="Do not balance classes")] = False,
+    val_frac: Annotated[float, typer.Option(
+        help="Share of the data (whole encounters) held out for early stopping; 0: none, train on the rest")] = 0.15,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Split by encounter, slice, balance, augment and store features.
@@ -156,6 +158,8 @@ def prepare(
     from .prepare import prepare as run
 
     try:
+        if not 0 <= val_frac < 0.8:
+            raise DeepdiveError(f"--val-frac {val_frac}: must be at least 0 and below 0.8")
         recs = select(load_dataset(kind.value, str(path)), species, family, min_duration, clean_only)
         detection = kind is Kind.kaggle
         chosen = features or (Features.stft_image if detection else Features.log_mel)
@@ -179,9 +183,9 @@ def prepare(
             from .datasets.kaggle import POSITIVE
 
             cfg = PrepareConfig(features=feats, task="detection", positive=POSITIVE, min_last_s=min(1.0, feats.window_s),
-                                pad=pad or "mirror", shift="roll", augment_all=not no_balance, seed=seed)
+                                pad=pad or "mirror", shift="roll", augment_all=not no_balance, seed=seed, val_frac=val_frac)
         else:
-            cfg = PrepareConfig(features=feats, pad=pad or "zeros", balance=not no_balance, seed=seed)
+            cfg = PrepareConfig(features=feats, pad=pad or "zeros", balance=not no_balance, seed=seed, val_frac=val_frac)
         source = {"kind": kind.value, "path": str(path)}
         if kind in (Kind.watkins, Kind.kaggle):
             from .datasets.watkins import TERMS
@@ -220,6 +224,9 @@ def train(
     threshold_folds: Annotated[int | None, typer.Option(
         help="Detectors: pick the threshold on out-of-fold scores of the training tapes, K folds (default 4; "
              "0 uses the validation split)")] = None,
+    threshold_recall: Annotated[float | None, typer.Option(
+        help="Detectors: the strictest threshold that still finds this share of the calls in those scores "
+             "(default 0.9; 0: maximum F1)")] = None,
 ) -> None:
     """Train a species model or a detector on a prepared store and export model.onnx + card.json."""
     try:
@@ -241,10 +248,12 @@ def train(
         if pretrained is not None:
             options["pretrained"] = str(pretrained)
         name = model or ("detector-cnn" if task == "detection" else "embedding-linear" if embedding else "deepdive-resnet")
+        detector = task == "detection"
+        folds = (4 if detector else 0) if threshold_folds is None else threshold_folds
+        recall = (0.9 if detector else 0.0) if threshold_recall is None else threshold_recall
         run(store, out, TrainConfig(model=name, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
                                     model_options=options, init=str(init) if init else "", freeze_backbone=freeze_backbone,
-                                    ensemble=ensemble, band_cut=band_cut,
-                                    threshold_folds=(4 if task == "detection" else 0) if threshold_folds is None else threshold_folds))
+                                    ensemble=ensemble, band_cut=band_cut, threshold_folds=folds, threshold_recall=recall))
     except DeepdiveError as exc:
         _fail(str(exc))
         raise typer.Exit(1) from None

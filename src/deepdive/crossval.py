@@ -10,6 +10,7 @@ plus the spread over folds. Each fold trains for the configured epochs without a
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -55,8 +56,10 @@ def crossval_detector(
         prepare(recordings, store, replace(prep_cfg, seed=seed), assignment=assignment)
         train(store, model, replace(train_cfg, seed=(seed if train_seed is None else train_seed) + i), progress=False)
         report = evaluate_detection(model, [(key, truth_of[key]) for key in test_keys], snrs_db, seed=seed)
+        card = json.loads((model / "card.json").read_text())
         per_fold.append({"fold": i, "clips": len(report["clips"]), "positives": int(sum(report["truth"])),
-                         "roc_auc": report["conditions"]["clean"]["roc_auc"]})
+                         "roc_auc": report["conditions"]["clean"]["roc_auc"], "threshold": card.get("threshold"),
+                         "operating_points": card.get("training_tapes_crossval", {}).get("operating_points")})
         keys += report["clips"]
         for cond, probs in report["probabilities"].items():
             pooled.setdefault(cond, []).extend(probs)

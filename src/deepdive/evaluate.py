@@ -285,6 +285,36 @@ def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
     return best_t
 
 
+def recall_threshold(y: np.ndarray, p: np.ndarray, recall: float) -> float:
+    """The strictest threshold (detect when p >= t) that still finds at least `recall` of the
+    positives; midway to the next lower score, like `best_f1_threshold`."""
+    y = np.asarray(y, dtype=int)
+    p = np.asarray(p, dtype=np.float64)
+    pos = np.sort(p[y == 1])[::-1]
+    if not len(pos):
+        return 0.5
+    need = min(len(pos), max(1, int(np.ceil(recall * len(pos) - 1e-9))))
+    t = float(pos[need - 1])
+    below = p[p < t]
+    return float((t + below.max()) / 2) if len(below) else t
+
+
+OPERATING_RECALLS = (0.5, 0.8, 0.9, 0.95)
+
+
+def operating_points(y: np.ndarray, p: np.ndarray, recalls=OPERATING_RECALLS) -> list[dict]:
+    """Thresholds a reviewer can choose from, with the precision and recall each gave on (`y`, `p`):
+    the F1-best one, then one per target recall."""
+    y = np.asarray(y, dtype=int)
+    p = np.asarray(p, dtype=np.float64)
+    rules = [("maximum F1", best_f1_threshold(y, p))] + [(f"recall {r:g}", recall_threshold(y, p, r)) for r in recalls]
+    points = []
+    for rule, t in rules:
+        m = detection_metrics(y, p, t)
+        points.append({"rule": rule, "threshold": round(t, 4), "precision": m["precision"], "recall": m["recall"]})
+    return points
+
+
 def detection_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict:
     y = np.asarray(y, dtype=int)
     p = np.asarray(p, dtype=np.float64)
@@ -415,4 +445,5 @@ def detection_summary(report: dict) -> dict:
 
 
 __all__ = ["Bundle", "evaluate_recordings", "evaluate_store", "markdown_report", "metrics", "summary", "write_report",
-           "roc_auc", "roc_curve", "pr_curve", "best_f1_threshold", "detection_metrics", "evaluate_detection"]
+           "roc_auc", "roc_curve", "pr_curve", "best_f1_threshold", "recall_threshold", "operating_points",
+           "detection_metrics", "evaluate_detection"]

@@ -170,7 +170,7 @@ def split_by_encounter(
             if len(names) >= 2:
                 chosen["test"] = _deal(units, names, test_frac * total)
                 rest = [n for n in names if n not in chosen["test"]]
-                if len(rest) >= 2:
+                if len(rest) >= 2 and val_frac > 0:
                     chosen["val"] = _deal(units, rest, val_frac * total)
                     if len(chosen["val"]) == len(rest):
                         chosen["val"] = chosen["val"][:-1]
@@ -183,7 +183,7 @@ def split_by_encounter(
             has_train = any(split == "train" for split in placed.values())
             for split, frac in (("test", test_frac), ("val", val_frac)):
                 missing = frac * total - _size([r for n in chosen[split] for r in units[n]])
-                if missing <= 0 or len(free) < (1 if has_train else 2):
+                if frac <= 0 or missing <= 0 or len(free) < (1 if has_train else 2):
                     continue
                 pick = _deal(units, free, missing)
                 if len(pick) == len(free) and not has_train:

@@ -44,6 +44,7 @@ class TrainConfig:
     freeze_backbone: bool = False
     ensemble: int = 1  # train this many models (other seeds) and ship their average
     threshold_folds: int = 0  # detection: choose the threshold on out-of-fold scores of the training tapes (k folds)
+    threshold_recall: float = 0.0  # detection: the threshold that finds this share of those calls (0: maximum F1)
     linear_c: tuple[float, ...] = (0.01, 0.05, 0.2)  # embedding-linear: inverse L2 strengths, chosen on validation loss
 
 
@@ -214,12 +215,14 @@ def _fit_linear(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape,
 
 def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, history_path: Path | None, progress: bool,
          description: str = "training", tr: list[int] | None = None, va: list[int] | None = None,
-         ) -> tuple[nn.Module, list[dict], int, str, dict | None]:
+         stop_at: int | None = None) -> tuple[nn.Module, list[dict], int, str, dict | None]:
     """Train one model on windows `tr` (default: the train split), monitoring `va` (default: the
     validation split); returns (model at its best epoch, history, best epoch, monitor, transfer info).
 
     The best epoch is looked for once the one-cycle warm-up is over: a low validation loss while the
-    learning rate still climbs is luck on a small validation set, not a trained model."""
+    learning rate still climbs is luck on a small validation set, not a trained model. With `stop_at`,
+    the model is the one at that epoch of the same schedule, whatever the monitor says (a model
+    trained like another one that stopped early there)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     _seed_all(cfg.seed)
@@ -296,11 +299,11 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
             if history_path is not None:
                 _write_history(history, history_path)  # readable while training runs
             score = row[monitor]
-            if epoch > warmup and score < best[0]:
+            if (epoch == stop_at) if stop_at else (epoch > warmup and score < best[0]):
                 best = (score, epoch)
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             bar.update(task, advance=1, info=f"loss {row['train_loss']:.3f} val {row['val_loss']:.3f} acc {row['val_acc']:.2f}")
-            if epoch - max(best[1], warmup) >= cfg.patience:
+            if epoch == stop_at or (not stop_at and epoch - max(best[1], warmup) >= cfg.patience):
                 break
     model.load_state_dict(best_state)
     model.eval()
@@ -359,11 +362,12 @@ def train(store_path: str | Path, out: str | Path, cfg: TrainConfig | None = Non
         positive = index[card["positive_label"]]
         if cfg.threshold_folds > 1:
             card["threshold"], card["threshold_rule"], card["training_tapes_crossval"] = _crossval_threshold(
-                store, cfg, labels, shape, positive, progress)
+                store, cfg, labels, shape, positive, progress, stop_at=fits[0]["best_epoch"])
         else:
             va = store.indices("val")
             y_va = np.array([index[store.rows[i]["label"]] for i in va], dtype=np.int64)
-            card["threshold"], card["threshold_rule"] = _choose_threshold(model, store, va, y_va, positive)
+            card["threshold"], card["threshold_rule"] = _choose_threshold(model, store, va, y_va, positive,
+                                                                          cfg.threshold_recall)
     atomic_write_json(out / "card.json", card)
     return out
 
@@ -377,12 +381,23 @@ def _probabilities(model: nn.Module, store: FeatureStore, idx: list[int], positi
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def _threshold_rule(y: np.ndarray, p: np.ndarray, recall: float) -> tuple[float, str]:
+    """The threshold on clip scores `p` of truth `y`: the F1-best one, or with `recall` > 0 the
+    strictest that finds that share of the calls."""
+    from .evaluate import best_f1_threshold, recall_threshold
+
+    if recall > 0:
+        return round(recall_threshold(y, p, recall), 4), f"recall {recall:g}"
+    return round(best_f1_threshold(y, p), 4), "maximum F1"
+
+
 def _crossval_threshold(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, positive: int,
-                        progress: bool) -> tuple[float, str, dict]:
+                        progress: bool, stop_at: int | None = None) -> tuple[float, str, dict]:
     """Out-of-fold clip scores over the training and validation encounters (k folds by group, each
-    model trained like the shipped one for its epochs), and the F1-best threshold on them."""
+    model trained like the shipped one: same schedule, stopped at the shipped model's epoch
+    `stop_at`), and the threshold of the configured rule on them, with the other operating points."""
     from .datasets.base import Recording
-    from .evaluate import best_f1_threshold, roc_auc
+    from .evaluate import operating_points, roc_auc
     from .prepare import group_folds
 
     pool = [i for i in range(len(store)) if store.rows[i]["split"] in ("train", "val")]
@@ -397,26 +412,31 @@ def _crossval_threshold(store: FeatureStore, cfg: TrainConfig, labels: list[str]
         if not tr or not te:
             continue
         model, *_ = _fit(store, replace(cfg, seed=cfg.seed + 7 + f, patience=cfg.epochs), labels, shape, None, progress,
-                         f"threshold fold {f + 1}/{len(folds)}", tr=tr, va=[])
+                         f"threshold fold {f + 1}/{len(folds)}", tr=tr, va=[], stop_at=stop_at)
         for i, p in zip(te, _probabilities(model, store, te, positive), strict=True):
             key = store.rows[i]["key"]
             scores[key] = max(scores.get(key, 0.0), float(p))
     keys = sorted(scores)
     y = np.array([int(store.labels.index(recs[k].label) == positive) for k in keys])
     p = np.array([scores[k] for k in keys])
-    threshold = round(best_f1_threshold(y, p), 4) if 0 < y.sum() < len(y) else 0.5
-    rule = f"maximum F1 on out-of-fold scores of the training and validation encounters ({len(folds)} folds by group)"
-    return threshold, rule, {"folds": len(folds), "clips": len(keys), "roc_auc": round(roc_auc(y, p), 4)}
+    if not 0 < y.sum() < len(y):
+        return 0.5, "default 0.5 (the out-of-fold clips lack one of the classes)", {"folds": len(folds), "clips": len(keys)}
+    threshold, rule = _threshold_rule(y, p, cfg.threshold_recall)
+    epochs = f"models stopped at epoch {stop_at}" if stop_at else f"models trained {cfg.epochs} epochs"
+    rule += f" on out-of-fold scores of the training and validation encounters ({len(folds)} folds by group, {epochs})"
+    return threshold, rule, {"folds": len(folds), "clips": len(keys), "positives": int(y.sum()),
+                             "roc_auc": round(roc_auc(y, p), 4), "operating_points": operating_points(y, p)}
 
 
-def _choose_threshold(model: nn.Module, store: FeatureStore, va: list[int], y_va: np.ndarray, positive: int) -> tuple[float, str]:
-    """The threshold that maximises F1 on the validation windows (0.5 without both classes there)."""
-    from .evaluate import best_f1_threshold
-
+def _choose_threshold(model: nn.Module, store: FeatureStore, va: list[int], y_va: np.ndarray, positive: int,
+                      recall: float = 0.0) -> tuple[float, str]:
+    """The threshold of the rule (maximum F1, or a target recall) on the validation windows (0.5
+    without both classes there)."""
     truth = (y_va == positive).astype(int)
     if not va or truth.min() == truth.max():
         return 0.5, "default 0.5 (the validation split lacks one of the classes)"
-    return round(best_f1_threshold(truth, _probabilities(model, store, va, positive)), 4), "maximum F1 on the validation windows"
+    threshold, rule = _threshold_rule(truth, _probabilities(model, store, va, positive), recall)
+    return threshold, rule + " on the validation windows"
 
 
 def _write_history(history: list[dict], path: Path) -> None:
@@ -437,6 +457,11 @@ def export_onnx(model: nn.Module, shape: tuple[int, ...], path: Path, input_name
         dynamic_axes={input_name: {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False,
     )
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _json_row(row: dict) -> dict:
+    """A history row for the card, with null where it has no value (no validation split): NaN is not JSON."""
+    return {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
 
 
 def make_card(store: FeatureStore, cfg: TrainConfig, feats_cfg, history, best_epoch: int, monitor: str,
@@ -465,7 +490,7 @@ def make_card(store: FeatureStore, cfg: TrainConfig, feats_cfg, history, best_ep
             "report": sc["split_report"],
         },
         "training": {**asdict(cfg), "epochs_run": len(history), "best_epoch": best_epoch, "monitor": monitor,
-                     "final": history[best_epoch - 1] if best_epoch > 0 else None},
+                     "final": _json_row(history[best_epoch - 1]) if best_epoch > 0 else None},
         "source": source,
         "data_terms": source.get("terms", "See the training data's own terms."),
         "metrics": {},
