@@ -76,8 +76,8 @@ bundle-birdnet: $(VENV)/.installed-dev $(BIRDNET)
 # Rebuild the bundled right-whale detector from ../shared/data/rightwhale2k (a few minutes on 2 cores).
 detector: $(VENV)/.installed-dev
 	rm -rf runs/rightwhale-store runs/detector-model
-	$(BIN)/deepdive prepare kaggle ../shared/data/rightwhale2k --out runs/rightwhale-store
-	$(BIN)/deepdive train runs/rightwhale-store --model detector-cnn --out runs/detector-model
+	$(BIN)/deepdive prepare kaggle ../shared/data/rightwhale2k --out runs/rightwhale-store --val-frac 0
+	$(BIN)/deepdive train runs/rightwhale-store --model detector-cnn --epochs 25 --patience 25 --out runs/detector-model
 	$(BIN)/deepdive evaluate runs/detector-model runs/rightwhale-store --split test
 	rm -rf src/deepdive/bundled/detector && mkdir -p src/deepdive/bundled/detector
 	cp runs/detector-model/model.onnx runs/detector-model/card.json runs/detector-model/model.pt src/deepdive/bundled/detector/

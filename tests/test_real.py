@@ -122,6 +122,12 @@ def test_bundled_detector_on_the_shared_test_split(rightwhale):
     assert got["clean"]["roc_auc"] == pytest.approx(card["clean"]["roc_auc"], abs=0.01)
     assert got["10 dB"]["roc_auc"] == pytest.approx(card["10 dB"]["roc_auc"], abs=0.03)
     assert got["clean"]["roc_auc"] > 0.75  # chance is 0.5
+    # at the card's threshold (the recall-0.9 rule on the training tapes' out-of-fold scores), the same
+    # calls are found, one either way at most
+    assert abs(got["clean"]["confusion"]["tp"] - round(card["clean"]["recall"] * card["clean"]["positives"])) <= 1
+    points = {o["rule"]: o for o in bundle.card["training_tapes_crossval"]["operating_points"]}
+    assert bundle.card["threshold_rule"].startswith("recall 0.9 ")
+    assert bundle.threshold == points["recall 0.9"]["threshold"] and points["recall 0.9"]["recall"] >= 0.9
 
 
 def test_detect_a_real_clip(rightwhale):
