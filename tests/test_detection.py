@@ -148,6 +148,32 @@ def test_detect_cli_and_submission(detector_model, synth_kaggle, tmp_path):
     assert res.exit_code == 0 and "test1.aiff" in res.stdout
 
 
+def test_detect_and_scan_at_an_operating_point_of_the_card(detector_model, synth_kaggle, tmp_path):
+    """--recall R takes the threshold of the card's operating point for R (the bundled detector lists
+    0.5, 0.8, 0.9 and 0.95); an R it does not list, or --recall with --threshold, is one error line."""
+    from deepdive.bundle import resolve
+
+    bundled = resolve(None, "detection")
+    points = {o["rule"]: o["threshold"] for o in bundled.card["training_tapes_crossval"]["operating_points"]}
+    assert bundled.recall_threshold(0.95) == points["recall 0.95"] < bundled.threshold == points["recall 0.9"]
+    clips = sorted((synth_kaggle / "test").glob("*.aiff"))
+    res = runner.invoke(app, ["detect", *map(str, clips), "--recall", "0.95", "--format", "json"])
+    assert res.exit_code == 0, res.stderr
+    for o in json.loads(res.stdout):
+        assert o["detected"] == (o["probability"] >= points["recall 0.95"])
+    res = runner.invoke(app, ["detect", str(clips[0]), "--recall", "0.7"])
+    assert res.exit_code == 1 and "no operating point for recall 0.7" in res.stderr and "0.5, 0.8, 0.9, 0.95" in res.stderr
+    res = runner.invoke(app, ["detect", str(clips[0]), "--recall", "0.9", "--threshold", "0.5"])
+    assert res.exit_code == 1 and "not both" in res.stderr and "Traceback" not in res.stderr
+    res = runner.invoke(app, ["detect", str(clips[0]), "--model", str(detector_model), "--recall", "0.9"])
+    assert res.exit_code == 1 and "lists none" in res.stderr  # chosen on the validation split: no operating points
+    res = runner.invoke(app, ["scan", str(clips[0]), "--out", str(tmp_path / "scan"), "--recall", "0.8"])
+    assert res.exit_code == 0, res.stderr
+    assert json.loads((tmp_path / "scan" / "summary.json").read_text())["threshold"] == points["recall 0.8"]
+    res = runner.invoke(app, ["scan", str(clips[0]), "--out", str(tmp_path / "s2"), "--model", "species", "--recall", "0.8"])
+    assert res.exit_code == 1 and res.stderr.startswith("error: ")
+
+
 def test_models_refuse_the_other_task(detector_model, synth_model, synth_kaggle):
     from deepdive import classify, detect
 

@@ -271,6 +271,12 @@ def test_resume_after_kill_9(long_files, tmp_path):
     again = scan_files([long_files], out, threshold=0.05)  # nothing left to do
     assert again["resumed_files"] == 5 and _outputs(out) == _outputs(clean)
     assert json.loads((out / "summary.json").read_text())["events"] == summary["events"]
+    assert again["threshold"] == 0.05
+    # other settings on the same --out: every file is scanned again, not taken from the journal
+    other = scan_files([long_files], out, threshold=0.5)
+    assert other["resumed_files"] == 0 and other["threshold"] == 0.5
+    scan_files([long_files], tmp_path / "fresh", threshold=0.5)
+    assert _outputs(out) == _outputs(tmp_path / "fresh")
 
 
 def test_workers_and_dask_give_the_single_process_results(long_files, tmp_path):

@@ -157,6 +157,17 @@ class Bundle:
     def threshold(self) -> float:
         return float(self.card.get("threshold", 0.5))
 
+    def recall_threshold(self, recall: float) -> float:
+        """A detector's threshold for the operating point that found `recall` of the calls on its
+        training tapes' out-of-fold scores (the card's `training_tapes_crossval.operating_points`)."""
+        points = self.card.get("training_tapes_crossval", {}).get("operating_points") or []
+        for point in points:
+            if point["rule"] == f"recall {recall:g}":
+                return float(point["threshold"])
+        listed = ", ".join(p["rule"].removeprefix("recall ") for p in points if p["rule"].startswith("recall "))
+        raise ModelError(f"{self.path}: no operating point for recall {recall:g} in the card"
+                         + (f" (it lists {listed})" if listed else " (it lists none; pass --threshold)"))
+
     @property
     def scientific_names(self) -> list[str]:
         return [lab.get("scientific_name", "") for lab in self.card["labels"]]

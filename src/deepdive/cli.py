@@ -336,11 +336,25 @@ def quantize(
         print(f"  {precision}: " + ", ".join(f"{k} {v:.3f}" for k, v in rec.items() if isinstance(v, float)))
 
 
+RECALL_HELP = ("Detectors: the threshold of the card's operating point that found this share of the calls on "
+               "the training tapes (0.5, 0.8, 0.9 or 0.95), instead of --threshold")
+
+
+def _threshold(bundle, threshold: float | None, recall: float | None) -> float:
+    """--threshold, or the threshold of the card's operating point for --recall, or the model's own."""
+    if threshold is not None and recall is not None:
+        raise DeepdiveError("pass --threshold or --recall, not both")
+    if recall is not None:
+        return bundle.recall_threshold(recall)
+    return bundle.threshold if threshold is None else threshold
+
+
 @app.command()
 def detect(
     files: Annotated[list[Path], typer.Argument(help="Clips or recordings; a folder means its clips (the challenge's test/)")],
     model: Annotated[Path | None, typer.Option(help="Detector bundle folder; default: the bundled right-whale detector")] = None,
     threshold: Annotated[float | None, typer.Option(help="Call when probability >= T; default: the model's")] = None,
+    recall: Annotated[float | None, typer.Option(help=RECALL_HELP)] = None,
     format: Annotated[Format, typer.Option("--format", "-f", help="Output format")] = Format.table,
     submission: Annotated[Path | None, typer.Option(help="Also write the challenge's submission CSV (clip,probability)")] = None,
 ) -> None:
@@ -352,13 +366,13 @@ def detect(
 
     try:
         bundle = resolve(model, "detection")
+        t = _threshold(bundle, threshold, recall)
         paths: list[Path] = []
         for f in files:
             paths += list_test_clips(f) if f.is_dir() else [f]
     except DeepdiveError as exc:
         _fail(str(exc))
         raise typer.Exit(1) from None
-    t = bundle.threshold if threshold is None else threshold
 
     def one(f: Path) -> dict:
         p = detect_one(f, model=bundle)
@@ -390,6 +404,7 @@ def scan(
         help="rightwhale (the bundled detector), species, species-birdnet, or a bundle folder")] = "rightwhale",
     hop: Annotated[float | None, typer.Option(help="Seconds between window starts (default: half a window)")] = None,
     threshold: Annotated[float | None, typer.Option(help="Event threshold (default: the detector's; 0.5 for species)")] = None,
+    recall: Annotated[float | None, typer.Option(help=RECALL_HELP)] = None,
     format: Annotated[str, typer.Option("--format", help="Comma-separated: raven,csv,json,parquet")] = "raven,csv,json",
     recursive: Annotated[bool, typer.Option(help="Look into subfolders too")] = False,
     workers: Annotated[int, typer.Option(help="Local processes scanning files in parallel")] = 1,
@@ -402,6 +417,10 @@ def scan(
     from .scanning import scan_files
 
     try:
+        if recall is not None:
+            from .bundle import resolve
+
+            threshold = _threshold(resolve(model, "detection"), threshold, recall)
         with Progress(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[hours]}"),
                       TimeRemainingColumn(), console=_console(stderr=True), transient=True) as bar:
             task = bar.add_task("scan", total=None, hours="")

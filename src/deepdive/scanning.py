@@ -421,17 +421,23 @@ def window_scores(source, model=None, hop_s: float | None = None, sr: int | None
     return np.concatenate(starts), np.concatenate(scores), bundle
 
 
+def event_threshold(bundle: Bundle, threshold: float | None = None) -> float:
+    """The threshold events are cut at: `threshold`, else the detector's own, else 0.5 (species)."""
+    if threshold is not None:
+        return float(threshold)
+    return bundle.threshold if bundle.task == "detection" else 0.5
+
+
 def events_from_scores(starts: np.ndarray, scores: np.ndarray, bundle: Bundle, threshold: float | None = None
                        ) -> list[Event]:
     """Merge consecutive windows above the threshold (same top species, for a species model)."""
     window = bundle.features.window_s
+    t = event_threshold(bundle, threshold)
     if bundle.task == "detection":
-        t = bundle.threshold if threshold is None else threshold
         on, value = scores >= t, scores
         labels = [bundle.card["positive_label"]] * len(scores)
         sci = [""] * len(scores)
     else:
-        t = 0.5 if threshold is None else threshold
         top = scores.argmax(1)
         value = scores[np.arange(len(scores)), top]
         on = value >= t
@@ -535,14 +541,15 @@ def _part_name(path: str) -> str:
     return f"{Path(path).stem}-{hashlib.sha1(path.encode()).hexdigest()[:10]}"
 
 
-def _finish(result: FileResult, out: Path, formats, band, used: set[str]) -> dict:
+def _finish(result: FileResult, out: Path, formats, band, used: set[str], settings: dict) -> dict:
     """Write one file's own outputs (atomically), then its journal line: the line comes last, so a
-    file whose line is there has all its outputs."""
+    file whose line is there has all its outputs. `settings` (model, hop, threshold) go in the line:
+    a rerun with other settings scans the file again."""
     from .outputs import raven_table
     from .store import atomic_write_bytes, atomic_write_text
 
     entry = {**_identity(Path(result.path)), "duration_s": result.duration_s, "events": result.events,
-             "error": result.error, "part": "", "raven": ""}
+             "error": result.error, "part": "", "raven": "", "settings": settings}
     if not result.error:
         entry["part"] = _part_name(result.path)
         buf = io.BytesIO()
@@ -624,7 +631,8 @@ def scan_files(paths, out, model=None, hop_s: float | None = None, threshold: fl
 
     # rewrite the journal with its whole lines only: a line cut short by a kill must not swallow the next
     atomic_write_text(out / JOURNAL, "".join(json.dumps(e) + "\n" for e in journal.values()))
-    done = {str(f): journal[str(f)] for f in files if str(f) in journal
+    settings = {"model": model_ref, "hop_s": hop_s, "threshold": event_threshold(bundle, threshold)}
+    done = {str(f): journal[str(f)] for f in files if str(f) in journal and journal[str(f)].get("settings") == settings
             and {k: journal[str(f)][k] for k in ("size", "mtime_ns")} == {k: _identity(f)[k] for k in ("size", "mtime_ns")}}
     todo = [f for f in files if str(f) not in done]
     used = {Path(e["raven"]).name.removesuffix(".selections.txt") for e in done.values() if e.get("raven")}
@@ -634,7 +642,7 @@ def scan_files(paths, out, model=None, hop_s: float | None = None, threshold: fl
     if progress:
         progress(len(done), len(files), seconds)
     for r in _results(todo, model_ref, hop_s, threshold, workers, dask):
-        done[r.path] = _finish(r, out, formats, band, used)
+        done[r.path] = _finish(r, out, formats, band, used, settings)
         seconds += r.duration_s
         scanned_s += r.duration_s
         if progress:
@@ -642,7 +650,8 @@ def scan_files(paths, out, model=None, hop_s: float | None = None, threshold: fl
     elapsed = time.perf_counter() - t0
     entries = [done[str(f)] for f in files]
     summary = _write_run_outputs(entries, out, formats, band, bundle)
-    summary.update({"resumed_files": len(files) - len(todo), "seconds": round(elapsed, 2),
+    summary.update({"threshold": settings["threshold"], "resumed_files": len(files) - len(todo),
+                    "seconds": round(elapsed, 2),
                     "times_real_time": round(scanned_s / elapsed, 1) if elapsed > 0 and scanned_s else None,
                     "workers": workers, "dask": dask or ""})
     from .store import atomic_write_json
