@@ -99,6 +99,20 @@ def test_upload_shows_podium_ranking_spectrogram_and_events(page, calls_wav, liv
     page.screenshot(path=str(SCREENSHOTS / "web-page.png"), full_page=True)
 
 
+def test_the_threshold_menu_asks_for_another_operating_point(page, calls_wav):
+    from deepdive.bundle import resolve
+
+    points = {o["rule"]: o["threshold"] for o in resolve(None, "detection").card["training_tapes_crossval"]["operating_points"]}
+    page.set_input_files("#file", str(calls_wav))
+    page.wait_for_selector("#results:not([hidden])", timeout=120_000)
+    own = f"(threshold {round(100 * resolve(None, 'detection').threshold)}%)"
+    assert own in page.text_content("#detection")
+    with page.expect_request(lambda r: "/api/analyze?recall=0.5" in r.url):
+        page.select_option("#recall", "0.5")
+    wanted = f"(threshold {round(100 * points['recall 0.5'])}%)"
+    page.wait_for_function("t => document.getElementById('detection').textContent.includes(t)", arg=wanted, timeout=120_000)
+
+
 def test_non_audio_upload_shows_the_error(page, tmp_path):
     bad = tmp_path / "notes.wav"
     bad.write_text("these are field notes, not a recording\n")

@@ -104,6 +104,29 @@ def test_detect_and_scan_match_the_python_api(client, recording):
     assert {e["label"] for e in sp} <= set(client.get("/api/models").json()["models"][0]["labels"])
 
 
+def test_recall_picks_the_detector_cards_operating_point(client, recording):
+    import deepdive
+    from deepdive.bundle import resolve
+
+    card = resolve(None, "detection").card
+    points = {o["rule"]: o["threshold"] for o in card["training_tapes_crossval"]["operating_points"]}
+    d = client.post("/api/detect?recall=0.95", files=upload(recording)).json()
+    assert d["threshold"] == points["recall 0.95"] and d["detected"] == (d["probability"] >= d["threshold"])
+    assert client.post("/api/detect", files=upload(recording)).json()["threshold"] == card["threshold"]
+    s = client.post("/api/scan?recall=0.5&hop=0.5", files=upload(recording)).json()["files"][0]["events"]
+    expected = deepdive.scan(recording, hop_s=0.5, threshold=points["recall 0.5"])
+    assert [(e["start_s"], e["end_s"]) for e in s] == [(e["start_s"], e["end_s"]) for e in expected]
+    a = client.post("/api/analyze?recall=0.8", files=upload(recording)).json()
+    assert a["detection"]["threshold"] == points["recall 0.8"]
+    assert a["events"] == [e for e in deepdive.scan(recording, threshold=points["recall 0.8"])]
+    r = client.post("/api/detect?recall=0.7", files=upload(recording))
+    assert r.status_code == 422 and "0.5, 0.8, 0.9, 0.95" in r.json()["detail"]
+    r = client.post("/api/scan?model=species&recall=0.9", files=upload(recording))
+    assert r.status_code == 422 and "species model" in r.json()["detail"]
+    r = client.post("/api/scan?threshold=0.2&recall=0.9", files=upload(recording))
+    assert r.status_code == 422 and "not both" in r.json()["detail"]
+
+
 def test_spectrogram_png_and_analyze(client, recording):
     r = client.post("/api/spectrogram?fmax=1000", files=upload(recording))
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"

@@ -42,6 +42,8 @@ STATIC = Path(__file__).parent / "static"
 MB = 1024 * 1024
 UPLOAD_CHUNK = MB
 PLAYABLE_SR = (8000, 48000)  # what browsers' audio elements play
+RECALL = ("The detector card's operating point that found this share of the calls on its training tapes "
+          "(0.5, 0.8, 0.9 or 0.95), instead of its own threshold")
 
 
 @dataclass
@@ -186,12 +188,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         return {"file": name, "ranking": classify(path, model=models["species"], top=top)}
 
-    def detection(path, name) -> dict:
+    def detection(path, name, threshold=None) -> dict:
         from ..predict import detect
 
         p = detect(path, model=models["rightwhale"])
-        t = models["rightwhale"].threshold
+        t = models["rightwhale"].threshold if threshold is None else threshold
         return {"file": name, "probability": round(p, 6), "detected": p >= t, "threshold": t}
+
+    def threshold_for(threshold: float | None, recall: float | None, model: str = "rightwhale") -> float | None:
+        """`threshold`, or the detector card's operating point for `recall` (422 when it has none)."""
+        if recall is None:
+            return threshold
+        if threshold is not None:
+            raise HTTPException(422, "pass threshold or recall, not both")
+        if models[model].task != "detection":
+            raise HTTPException(422, f"recall picks a detector's operating point; {model} is a {models[model].task} model")
+        try:
+            return models[model].recall_threshold(recall)
+        except ModelError as exc:
+            raise HTTPException(422, str(exc).split(": ", 1)[-1]) from None
 
     def events(path, name, model: str, hop_s=None, threshold=None) -> dict:
         from .. import audio
@@ -240,17 +255,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return await handle(file, lambda p, n: ranking(p, n, top))
 
     @app.post("/api/detect", summary="Does a right whale call in it?")
-    async def api_detect(file: Annotated[UploadFile, File(description="A clip or recording")]) -> dict:
+    async def api_detect(file: Annotated[UploadFile, File(description="A clip or recording")],
+                         recall: Annotated[float | None, Query(gt=0, le=1, description=RECALL)] = None) -> dict:
         """Probability that a right whale calls (in the likeliest window), and whether it passes the threshold."""
-        return await handle(file, detection)
+        t = threshold_for(None, recall)
+        return await handle(file, lambda p, n: detection(p, n, t))
 
     @app.post("/api/scan", summary="Events of a long recording")
     async def api_scan(file: Annotated[UploadFile, File(description="A recording of any length")],
                        model: ScanModel = ScanModel.rightwhale,
                        hop: Annotated[float | None, Query(gt=0, description="Window hop (s); default half a window")] = None,
-                       threshold: Annotated[float | None, Query(ge=0, le=1)] = None) -> dict:
+                       threshold: Annotated[float | None, Query(ge=0, le=1)] = None,
+                       recall: Annotated[float | None, Query(gt=0, le=1, description=RECALL)] = None) -> dict:
         """Events of a long recording: the `deepdive-events/1` JSON that `deepdive scan --format json` writes."""
-        return await handle(file, lambda p, n: events(p, n, model.value, hop, threshold))
+        t = threshold_for(threshold, recall, model.value)
+        return await handle(file, lambda p, n: events(p, n, model.value, hop, t))
 
     @app.post("/api/spectrogram", summary="Spectrogram as a PNG", response_class=Response,
               responses={200: {"content": {"image/png": {}}, "description": "PNG with time and frequency axes"}})
@@ -270,14 +289,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post("/api/analyze", summary="Everything the page shows, from one upload")
     async def api_analyze(file: Annotated[UploadFile, File(description="A recording")],
-                          fmax: Annotated[float | None, Query(gt=0, description="Top of the frequency axis (Hz)")] = None
-                          ) -> dict:
+                          fmax: Annotated[float | None, Query(gt=0, description="Top of the frequency axis (Hz)")] = None,
+                          recall: Annotated[float | None, Query(gt=0, le=1, description=RECALL)] = None) -> dict:
         """What the page shows, from one upload: the ranking, the right-whale detection and events, and
         the spectrogram (a PNG data URL with the plot's box, to place the events along its time axis)."""
+        t = threshold_for(None, recall)
 
         def work(path, name):
-            out = {**ranking(path, name), "detection": detection(path, name),
-                   "events": events(path, name, "rightwhale")["files"][0]["events"]}
+            out = {**ranking(path, name), "detection": detection(path, name, t),
+                   "events": events(path, name, "rightwhale", threshold=t)["files"][0]["events"]}
             png, meta = spectrogram(path, fmax)
             out["spectrogram"] = {"image": "data:image/png;base64," + base64.b64encode(png).decode("ascii"), **meta}
             return out

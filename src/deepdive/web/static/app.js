@@ -31,8 +31,11 @@ async function analyze(file) {
   body.append("file", file);
   let response;
   try {
-    const fmax = $("fmax").value;
-    response = await fetch("/api/analyze" + (fmax ? `?fmax=${fmax}` : ""), { method: "POST", body });
+    const query = new URLSearchParams();
+    if ($("fmax").value) query.set("fmax", $("fmax").value);
+    if ($("recall").value) query.set("recall", $("recall").value);
+    const q = query.toString();
+    response = await fetch("/api/analyze" + (q ? `?${q}` : ""), { method: "POST", body });
   } catch (err) {
     $("status").textContent = "";
     showError(`The server could not be reached (${err.message}).`);
@@ -159,6 +162,7 @@ window.addEventListener("DOMContentLoaded", () => {
   $("player").addEventListener("timeupdate", followPlayer);
   $("player").addEventListener("error", playableCopy);
   $("fmax").addEventListener("change", () => { if (current) analyze(current); });
+  $("recall").addEventListener("change", () => { if (current) analyze(current); });
   fetch("/api/health").then((r) => r.json()).then((h) => {
     if (h.max_upload_mb) $("limit").textContent = `${h.max_upload_mb} MB`;
   }).catch(() => {});
