@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import DeepdiveError, ModelError
 from .features import FeatureConfig
 from .features import from_dict as features_from_dict
 
@@ -156,6 +156,17 @@ class Bundle:
     @property
     def threshold(self) -> float:
         return float(self.card.get("threshold", 0.5))
+
+    def pick_threshold(self, threshold: float | None = None, recall: float | None = None) -> float | None:
+        """A threshold given outright, or the one of the card's operating point for `recall`, or None
+        (the caller's default) when neither is given."""
+        if recall is None:
+            return threshold
+        if threshold is not None:
+            raise DeepdiveError("threshold and recall: give one, not both")
+        if self.task != "detection":
+            raise DeepdiveError(f"recall picks a detector's operating point; {self.path.name} is a {self.task} model")
+        return self.recall_threshold(recall)
 
     def recall_threshold(self, recall: float) -> float:
         """A detector's threshold for the operating point that found `recall` of the calls on its

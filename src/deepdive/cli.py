@@ -340,15 +340,6 @@ RECALL_HELP = ("Detectors: the threshold of the card's operating point that foun
                "the training tapes (0.5, 0.8, 0.9 or 0.95), instead of --threshold")
 
 
-def _threshold(bundle, threshold: float | None, recall: float | None) -> float:
-    """--threshold, or the threshold of the card's operating point for --recall, or the model's own."""
-    if threshold is not None and recall is not None:
-        raise DeepdiveError("pass --threshold or --recall, not both")
-    if recall is not None:
-        return bundle.recall_threshold(recall)
-    return bundle.threshold if threshold is None else threshold
-
-
 @app.command()
 def detect(
     files: Annotated[list[Path], typer.Argument(help="Clips or recordings; a folder means its clips (the challenge's test/)")],
@@ -366,7 +357,8 @@ def detect(
 
     try:
         bundle = resolve(model, "detection")
-        t = _threshold(bundle, threshold, recall)
+        t = bundle.pick_threshold(threshold, recall)
+        t = bundle.threshold if t is None else t
         paths: list[Path] = []
         for f in files:
             paths += list_test_clips(f) if f.is_dir() else [f]
@@ -420,7 +412,7 @@ def scan(
         if recall is not None:
             from .bundle import resolve
 
-            threshold = _threshold(resolve(model, "detection"), threshold, recall)
+            threshold = resolve(model).pick_threshold(threshold, recall)
         with Progress(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[hours]}"),
                       TimeRemainingColumn(), console=_console(stderr=True), transient=True) as bar:
             task = bar.add_task("scan", total=None, hours="")

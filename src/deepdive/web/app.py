@@ -197,16 +197,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def threshold_for(threshold: float | None, recall: float | None, model: str = "rightwhale") -> float | None:
         """`threshold`, or the detector card's operating point for `recall` (422 when it has none)."""
-        if recall is None:
-            return threshold
-        if threshold is not None:
-            raise HTTPException(422, "pass threshold or recall, not both")
-        if models[model].task != "detection":
-            raise HTTPException(422, f"recall picks a detector's operating point; {model} is a {models[model].task} model")
         try:
-            return models[model].recall_threshold(recall)
-        except ModelError as exc:
-            raise HTTPException(422, str(exc).split(": ", 1)[-1]) from None
+            return models[model].pick_threshold(threshold, recall)
+        except DeepdiveError as exc:
+            raise HTTPException(422, str(exc)) from None
 
     def events(path, name, model: str, hop_s=None, threshold=None) -> dict:
         from .. import audio
