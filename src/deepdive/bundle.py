@@ -68,6 +68,11 @@ def default_precision() -> str:
     return value
 
 
+def recall_rule(recall: float) -> str:
+    """How a card names the operating point that found `recall` of the calls."""
+    return f"recall {recall:g}"
+
+
 @dataclass
 class Bundle:
     path: Path
@@ -157,23 +162,25 @@ class Bundle:
     def threshold(self) -> float:
         return float(self.card.get("threshold", 0.5))
 
-    def pick_threshold(self, threshold: float | None = None, recall: float | None = None) -> float | None:
-        """A threshold given outright, or the one of the card's operating point for `recall`, or None
-        (the caller's default) when neither is given."""
-        if recall is None:
-            return threshold
+    def pick_threshold(self, threshold: float | None = None, recall: float | None = None) -> float:
+        """The threshold to call at: `threshold` given outright, or the card's operating point for
+        `recall`, or else the model's own (a detector's card threshold; 0.5 for a species model)."""
+        if recall is not None:
+            if threshold is not None:
+                raise DeepdiveError("threshold and recall: give one, not both")
+            if self.task != "detection":
+                raise DeepdiveError(f"recall picks a detector's operating point; {self.path.name} is a {self.task} model")
+            return self.recall_threshold(recall)
         if threshold is not None:
-            raise DeepdiveError("threshold and recall: give one, not both")
-        if self.task != "detection":
-            raise DeepdiveError(f"recall picks a detector's operating point; {self.path.name} is a {self.task} model")
-        return self.recall_threshold(recall)
+            return float(threshold)
+        return self.threshold if self.task == "detection" else 0.5
 
     def recall_threshold(self, recall: float) -> float:
         """A detector's threshold for the operating point that found `recall` of the calls on its
         training tapes' out-of-fold scores (the card's `training_tapes_crossval.operating_points`)."""
         points = self.card.get("training_tapes_crossval", {}).get("operating_points") or []
         for point in points:
-            if point["rule"] == f"recall {recall:g}":
+            if point["rule"] == recall_rule(recall):
                 return float(point["threshold"])
         listed = ", ".join(p["rule"].removeprefix("recall ") for p in points if p["rule"].startswith("recall "))
         raise ModelError(f"{self.path}: no operating point for recall {recall:g} in the card"

@@ -358,7 +358,6 @@ def detect(
     try:
         bundle = resolve(model, "detection")
         t = bundle.pick_threshold(threshold, recall)
-        t = bundle.threshold if t is None else t
         paths: list[Path] = []
         for f in files:
             paths += list_test_clips(f) if f.is_dir() else [f]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import Bundle, resolve
+from .bundle import Bundle, recall_rule, resolve
 from .errors import AudioError, ModelError
 from .store import FeatureStore, atomic_write_json, atomic_write_text
 
@@ -307,7 +307,7 @@ def operating_points(y: np.ndarray, p: np.ndarray, recalls=OPERATING_RECALLS) ->
     the F1-best one, then one per target recall."""
     y = np.asarray(y, dtype=int)
     p = np.asarray(p, dtype=np.float64)
-    rules = [("maximum F1", best_f1_threshold(y, p))] + [(f"recall {r:g}", recall_threshold(y, p, r)) for r in recalls]
+    rules = [("maximum F1", best_f1_threshold(y, p))] + [(recall_rule(r), recall_threshold(y, p, r)) for r in recalls]
     points = []
     for rule, t in rules:
         m = detection_metrics(y, p, t)

@@ -421,18 +421,11 @@ def window_scores(source, model=None, hop_s: float | None = None, sr: int | None
     return np.concatenate(starts), np.concatenate(scores), bundle
 
 
-def event_threshold(bundle: Bundle, threshold: float | None = None) -> float:
-    """The threshold events are cut at: `threshold`, else the detector's own, else 0.5 (species)."""
-    if threshold is not None:
-        return float(threshold)
-    return bundle.threshold if bundle.task == "detection" else 0.5
-
-
 def events_from_scores(starts: np.ndarray, scores: np.ndarray, bundle: Bundle, threshold: float | None = None
                        ) -> list[Event]:
     """Merge consecutive windows above the threshold (same top species, for a species model)."""
     window = bundle.features.window_s
-    t = event_threshold(bundle, threshold)
+    t = bundle.pick_threshold(threshold)
     if bundle.task == "detection":
         on, value = scores >= t, scores
         labels = [bundle.card["positive_label"]] * len(scores)
@@ -631,7 +624,7 @@ def scan_files(paths, out, model=None, hop_s: float | None = None, threshold: fl
 
     # rewrite the journal with its whole lines only: a line cut short by a kill must not swallow the next
     atomic_write_text(out / JOURNAL, "".join(json.dumps(e) + "\n" for e in journal.values()))
-    settings = {"model": model_ref, "hop_s": hop_s, "threshold": event_threshold(bundle, threshold)}
+    settings = {"model": model_ref, "hop_s": hop_s, "threshold": bundle.pick_threshold(threshold)}
     done = {str(f): journal[str(f)] for f in files if str(f) in journal and journal[str(f)].get("settings") == settings
             and {k: journal[str(f)][k] for k in ("size", "mtime_ns")} == {k: _identity(f)[k] for k in ("size", "mtime_ns")}}
     todo = [f for f in files if str(f) not in done]

@@ -384,10 +384,11 @@ def _probabilities(model: nn.Module, store: FeatureStore, idx: list[int], positi
 def _threshold_rule(y: np.ndarray, p: np.ndarray, recall: float) -> tuple[float, str]:
     """The threshold on clip scores `p` of truth `y`: the F1-best one, or with `recall` > 0 the
     strictest that finds that share of the calls."""
+    from .bundle import recall_rule
     from .evaluate import best_f1_threshold, recall_threshold
 
     if recall > 0:
-        return round(recall_threshold(y, p, recall), 4), f"recall {recall:g}"
+        return round(recall_threshold(y, p, recall), 4), recall_rule(recall)
     return round(best_f1_threshold(y, p), 4), "maximum F1"
 
 

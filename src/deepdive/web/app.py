@@ -192,11 +192,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from ..predict import detect
 
         p = detect(path, model=models["rightwhale"])
-        t = models["rightwhale"].threshold if threshold is None else threshold
+        t = models["rightwhale"].pick_threshold(threshold)
         return {"file": name, "probability": round(p, 6), "detected": p >= t, "threshold": t}
 
-    def threshold_for(threshold: float | None, recall: float | None, model: str = "rightwhale") -> float | None:
-        """`threshold`, or the detector card's operating point for `recall` (422 when it has none)."""
+    def threshold_for(threshold: float | None, recall: float | None, model: str = "rightwhale") -> float:
+        """`threshold`, or the detector card's operating point for `recall` (422 when it has none), or
+        the model's own."""
         try:
             return models[model].pick_threshold(threshold, recall)
         except DeepdiveError as exc:
