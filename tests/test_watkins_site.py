@@ -3,6 +3,7 @@
 import functools
 import http.server
 import io
+import json
 import threading
 
 import numpy as np
@@ -26,6 +27,18 @@ def _species_page(cuts):
         for c, d in cuts
     )
     return f"<html><body><table><tr><th>Cut</th><th>Date</th><th></th><th></th></tr>{rows}</table></body></html>"
+
+
+FULL_CUTS = """<html><body><div class="large-4 medium-4 columns left"><select id="getSpecies">
+<option value="">Choose a species</option>
+<option value="fullCuts.cfm?SP=AA3A&amp;YR=-1">Northern Right Whale</option>
+<option value="fullCuts.cfm?SP=BA2A&amp;YR=-1">Sperm Whale</option></select></div></body></html>"""
+
+
+def _years_page(code, years):
+    options = "".join(f'<option value="fullCuts.cfm?SP={code}&amp;YR={y[2:]}">{y}' for y in years)  # no </option>
+    return (f'<html><body><div class="large-4 medium-4 columns"><select id="pickYear"><option value="">Year'
+            f"{options}</select></div><table class=\"database\"><tr><th>Cut</th></tr></table></body></html>")
 
 
 def _meta_page(cut, date, sr, other=""):
@@ -54,6 +67,18 @@ class Site:
                       "/WhaleSounds/5601601O.wav": _wav(8000, 1.5),
                       "/WhaleSounds/56017007.wav": _wav(10200, 2.0),
                       "/WhaleSounds/72009001.wav": _wav(40960, 1.0)}
+        self.files.update({
+            "/fullCuts.cfm": FULL_CUTS.encode(),
+            "/fullCuts.cfm?SP=AA3A&YR=-1": _years_page("AA3A", ["1956", "1981"]).encode(),
+            "/fullCuts.cfm?SP=AA3A&YR=56": _species_page([("5601601O", "3-Apr-1956"), ("56017007", "3-Apr-1956"),
+                                                          ("5601601P", "3-Apr-1956")]).encode(),
+            "/fullCuts.cfm?SP=AA3A&YR=81": _species_page([("81014003", "20-Aug-1981"), ("56017007", "3-Apr-1956")]).encode(),
+            # a species page without a year menu: its own table is the list
+            "/fullCuts.cfm?SP=BA2A&YR=-1": _species_page([("72009001", "6-Aug-1972")]).encode(),
+            "/metaData.cfm?RN=5601601P": _meta_page("5601601P", "3-Apr-1956", 8000).encode(),
+            "/metaData.cfm?RN=81014003": _meta_page("81014003", "20-Aug-1981", 2000).encode(),
+            "/WhaleSounds/5601601P.wav": _wav(8000, 1.2),
+            "/WhaleSounds/81014003.wav": _wav(2000, 3.0)})
         self.requests: list[tuple[str, str | None]] = []
         self.cut_short: set[str] = set()  # paths whose first response is cut off
 
@@ -125,6 +150,43 @@ def test_download_resume_and_verify(site, tmp_path):
     assert (tmp_path / "CREDIT.txt").read_text().startswith("Recordings from the Watkins")
 
 
+def test_all_cuts_pages_parsed(site):
+    assert list_species(site.url, all_cuts=True) == [("Northern Right Whale", "AA3A"), ("Sperm Whale", "BA2A")]
+    cuts = list_cuts(site.url, "AA3A", all_cuts=True)
+    assert [c[0] for c in cuts] == ["5601601O", "56017007", "5601601P", "81014003"]  # every year, each cut once
+    assert cuts[3][1].endswith("/WhaleSounds/81014003.wav") and cuts[3][2].endswith("metaData.cfm?RN=81014003")
+    assert [c[0] for c in list_cuts(site.url, "BA2A", all_cuts=True)] == ["72009001"]
+
+
+def test_download_all_cuts_and_resume_the_metadata(site, tmp_path):
+    got = download(tmp_path, base_url=site.url, species=["Northern Right Whale"], all_cuts=True)
+    assert got == {"downloaded": 4, "skipped": 0, "failed": 0}
+    recs = load_watkins(tmp_path)
+    assert sorted(r.cut_id for r in recs) == sorted(["5601601O", "56017007", "5601601P", "81014003"])
+    assert len({r.group for r in recs}) == 2  # 1956 and 1981: two encounters for the split
+    cache = tmp_path / ".metadata_cache.jsonl"
+    assert len(cache.read_text().splitlines()) == 4
+    with open(cache, "a") as f:
+        f.write('["8101400')  # a run killed while writing a line
+    site.requests.clear()
+    got = download(tmp_path, base_url=site.url, species=["Northern Right Whale"], all_cuts=True)
+    assert got == {"downloaded": 0, "skipped": 4, "failed": 0}
+    assert not [p for p, _ in site.requests if "metaData" in p]  # the metadata came from the cache
+    (tmp_path / "Northern_Right_Whale" / "81014003.wav").unlink()
+    (tmp_path / ".metadata_cache.jsonl").write_text(cache.read_text().replace('"81014003"', '"x"'))
+    got = download(tmp_path, base_url=site.url, species=["Northern Right Whale"], all_cuts=True)
+    assert got == {"downloaded": 1, "skipped": 3, "failed": 0}
+    assert len(load_watkins(tmp_path)) == 4
+    # the single JSON file of earlier versions is read too
+    legacy = {json.loads(line)[0]: json.loads(line)[1] for line in cache.read_text().splitlines() if line.startswith("[")
+              and line.endswith("]")}
+    cache.unlink()
+    (tmp_path / ".metadata_cache.json").write_text(json.dumps(legacy))
+    site.requests.clear()
+    assert download(tmp_path, base_url=site.url, species=["Northern Right Whale"], all_cuts=True)["skipped"] == 4
+    assert not [p for p, _ in site.requests if "metaData" in p]
+
+
 def test_download_rejects_a_file_that_is_not_audio(site, tmp_path):
     site.files["/WhaleSounds/72009001.wav"] = b"<html>error page</html>"
     errors = []
@@ -151,5 +213,9 @@ def test_cli_data_watkins(site, tmp_path):
     assert "1 downloaded, 0 already there, 0 failed" in res.stdout
     res = runner.invoke(app, ["data", "watkins", "--out", str(tmp_path), "--base-url", site.url, "--species", "Sperm Whale"])
     assert "0 downloaded, 1 already there" in res.stdout
+    res = runner.invoke(app, ["data", "watkins", "--out", str(tmp_path / "all"), "--base-url", site.url, "--all-cuts",
+                              "--species", "Northern Right Whale"])
+    assert res.exit_code == 0, res.stdout
+    assert "4 downloaded, 0 already there, 0 failed" in res.stdout
     res = runner.invoke(app, ["data", "watkins", "--out", str(tmp_path), "--base-url", site.url + "gone/"])
     assert res.exit_code == 1 and res.stderr.startswith("error: ") and "HTTP 404" in res.stderr

@@ -437,20 +437,23 @@ def data_watkins(
     out: Annotated[Path, typer.Option(help="Folder to download into (resumes)")],
     species: Annotated[list[str] | None, typer.Option(help="Only these species (repeat)")] = None,
     base_url: Annotated[str, typer.Option(help="Site root")] = "https://cis.whoi.edu/science/B/whalesounds/",
+    all_cuts: Annotated[bool, typer.Option("--all-cuts", help="Every cut of the site's all-cuts pages, not only "
+                                           "the best-of cuts: about ten times as many, from many more encounters")] = False,
 ) -> None:
-    """Download the Watkins 'Best of' cuts and their metadata (non-commercial use, with credit)."""
+    """Download the Watkins 'Best of' cuts, or all cuts, and their metadata (non-commercial use, with credit)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .datasets.watkins_site import download
 
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn()) as bar:
-            task = bar.add_task("Watkins best-of cuts", total=None)
+            task = bar.add_task("Watkins all cuts" if all_cuts else "Watkins best-of cuts", total=None)
 
             def progress(done_bytes: int, total_bytes: int | None, name: str) -> None:
                 bar.update(task, completed=done_bytes, total=total_bytes, description=name[:40])
 
-            result = download(out, base_url=base_url, species=species, progress=progress, on_error=lambda m: _fail(m))
+            result = download(out, base_url=base_url, species=species, progress=progress, on_error=lambda m: _fail(m),
+                              all_cuts=all_cuts)
     except DeepdiveError as exc:
         _fail(str(exc))
         raise typer.Exit(1) from None
