@@ -145,7 +145,8 @@ def _report(name: str, p: np.ndarray, truth: np.ndarray, enc: np.ndarray, fold_o
 
 def _features(recs, speeds: list[float], model: str, cache: Path, data: str) -> dict[str, np.ndarray]:
     """Every layer's (cut, speed, mean and max) features, from the cache when it holds these."""
-    meta = json.dumps({"data": data, "recordings": len(recs), "speeds": speeds, "model": model, "layers": list(LAYERS)})
+    meta = json.dumps({"data": data, "recordings": len(recs), "speeds": speeds, "model": Path(model or "").name,
+                       "layers": list(LAYERS)})
     if cache.is_file() and str((d := np.load(cache))["meta"]) == meta:
         return {name: d[name] for name in LAYERS}
     t = time.perf_counter()
