@@ -14,7 +14,9 @@ whose cache of embeddings it reads or writes, and whose fit it uses):
   encounters, so that the columns compare the same species as k grows.
 - detector (`--task detector`, rows `1:embedding`): the 5 tape folds of `compare_detectors.py
   --cv`; in each fold the model hears every noise clip outside the fold and the calls of m of the
-  fold's call tapes (drawn at random, `--draws` times); the pooled out-of-fold ROC AUC per m.
+  fold's call tapes (drawn at random, `--draws` times); the pooled out-of-fold ROC AUC per m. With
+  `--cnn-tapes 2 4 6`, the shipped network too (`detector-cnn`, the recipe of `compare_detectors.py
+  --cv`, model seed 0, `--cnn-draws` draws per m; about 4 minutes a draw on 2 cores).
 
     .venv/bin/python benchmarks/learning_curves.py [--task species|detector] [--birdnet-model PATH]
 
@@ -80,6 +82,46 @@ def species_curve(args) -> dict:
             "per_species_k": per_species, "runs": runs}
 
 
+def detector_curve_cnn(args) -> dict:
+    """The same with the shipped network: `compare_detectors.py --cv`'s recipe for detector-cnn (25
+    epochs per fold, model seed 0), each fold trained on all its noise clips and m of its call tapes."""
+    from dataclasses import replace
+
+    from compare_detectors import families, prepare_config
+
+    from deepdive.crossval import crossval_detector
+    from deepdive.datasets.kaggle import POSITIVE, load_kaggle
+
+    recs = load_kaggle(args.data_detector)
+    feats, tcfg = families()["detector-cnn"]
+    tcfg = replace(tcfg, epochs=25, patience=25)
+    rng = np.random.default_rng(0)
+
+    def heard(m):
+        def subset(fold, training):
+            tapes = sorted({r.group for r in training if r.label == POSITIVE})
+            kept = set(rng.choice(tapes, size=min(m, len(tapes)), replace=False))
+            return [r for r in training if r.label != POSITIVE or r.group in kept]
+        return subset
+
+    curve = {}
+    for m in args.cnn_tapes:
+        aucs = []
+        for _ in range(args.cnn_draws):
+            run = crossval_detector(recs, Path(args.out).parent / "learning-curve-cnn", prepare_config(feats), tcfg,
+                                    k=5, snrs_db=(), train_seed=0, train_subset=heard(m))
+            aucs.append(float(run["conditions"]["clean"]["roc_auc"]))
+            print(f"  m={m}: {aucs[-1]:.3f}", flush=True)
+        curve[m] = {"auc_mean": round(float(np.mean(aucs)), 4), "auc_sd": round(float(np.std(aucs)), 4),
+                    "draws": len(aucs), "aucs": [round(a, 4) for a in aucs]}
+    print("\nDetector, detector-cnn: pooled out-of-fold ROC AUC when each fold's model hears m of its call tapes\n")
+    print("| call tapes heard (m) | " + " | ".join(str(m) for m in curve) + " |")
+    print("|---|" + "---:|" * len(curve))
+    print("| ROC AUC (mean ± sd over draws) | " + " | ".join(f"{c['auc_mean']:.3f} ± {c['auc_sd']:.3f}"
+                                                             for c in curve.values()) + " |")
+    return {"model": "detector-cnn", "draws": args.cnn_draws, "curve": curve}
+
+
 def detector_curve(args) -> dict:
     from deepdive.datasets.kaggle import POSITIVE, load_kaggle
     from deepdive.evaluate import roc_auc
@@ -130,6 +172,10 @@ def main() -> int:
     ap.add_argument("--detector-row", default="1:embedding")
     ap.add_argument("--c", type=float, default=0.05, help="inverse L2 strength")
     ap.add_argument("--draws", type=int, default=20, help="detector: random draws of the tapes heard, per m")
+    ap.add_argument("--cnn-tapes", type=int, nargs="*", default=[],
+                    help="detector: also train the compact CNN hearing each of these numbers of call tapes (about 4 "
+                         "minutes a draw on 2 cores), e.g. 2 4 6")
+    ap.add_argument("--cnn-draws", type=int, default=2)
     ap.add_argument("--out", default="runs/learning-curves.json")
     args = ap.parse_args()
     result = {}
@@ -137,6 +183,8 @@ def main() -> int:
         result["species"] = species_curve(args)
     if args.task in ("detector", "both"):
         result["detector"] = detector_curve(args)
+        if args.cnn_tapes:
+            result["detector_cnn"] = detector_curve_cnn(args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     return 0

@@ -244,6 +244,33 @@ def test_crossval_scores_every_clip_once(synth_kaggle, tmp_path):
     assert r["conditions"]["clean"]["roc_auc"] > 0.5
 
 
+def test_crossval_trains_each_fold_on_the_subset_asked_for(synth_kaggle, tmp_path):
+    from conftest import detection_cfg
+    from deepdive.crossval import crossval_detector
+    from deepdive.datasets import load_kaggle
+    from deepdive.datasets.kaggle import POSITIVE
+    from deepdive.store import FeatureStore
+    from deepdive.train import TrainConfig
+
+    recs = load_kaggle(synth_kaggle)
+    asked = {}
+
+    def one_call_group(fold, training):
+        first = sorted({r.group for r in training if r.label == POSITIVE})[0]
+        asked[fold] = {r.key for r in training if r.label != POSITIVE or r.group == first}
+        return [r for r in training if r.key in asked[fold]]
+
+    r = crossval_detector(recs, tmp_path, detection_cfg(), TrainConfig(model="detector-cnn", epochs=1, patience=1), k=2,
+                          snrs_db=(), keep_models=True, train_subset=one_call_group)
+    assert sorted(r["clips"]) == sorted(x.key for x in recs)  # every clip still scored once
+    for fold in (0, 1):
+        store = FeatureStore(tmp_path / f"fold{fold}" / "store")
+        trained = {row["key"] for row in store.rows if row["split"] == "train"}
+        tested = {row["key"] for row in store.rows if row["split"] == "test"}
+        assert trained == asked[fold] and tested and not trained & tested
+        assert len({x.group for x in recs if x.key in trained and x.label == POSITIVE}) == 1
+
+
 def test_an_ensemble_exports_the_mean_of_its_members(detector_store, tmp_path):
     import torch
 

@@ -33,11 +33,13 @@ def crossval_detector(
     keep_models: bool = False,
     progress=None,
     train_seed: int | None = None,
+    train_subset=None,
 ) -> dict:
     """Train and test `k` detectors on group folds; returns pooled and per-fold metrics.
 
     `seed` makes the folds; `train_seed` (default: `seed`) seeds the models, so several runs over the
-    same folds can be averaged into an ensemble."""
+    same folds can be averaged into an ensemble. `train_subset(fold, recordings)`, when given, returns
+    the part of a fold's training recordings that its model hears (a learning curve)."""
     from .train import train
 
     work = Path(work)
@@ -51,9 +53,13 @@ def crossval_detector(
         if not test_keys:
             continue
         held = set(test_keys)
-        assignment = {r.key: ("test" if r.key in held else "train") for r in recordings}
+        fold_recs = recordings
+        if train_subset is not None:
+            kept = {r.key for r in train_subset(i, [r for r in recordings if r.key not in held])}
+            fold_recs = [r for r in recordings if r.key in held or r.key in kept]  # in the same order
+        assignment = {r.key: ("test" if r.key in held else "train") for r in fold_recs}
         store, model = work / f"fold{i}" / "store", work / f"fold{i}" / "model"
-        prepare(recordings, store, replace(prep_cfg, seed=seed), assignment=assignment)
+        prepare(fold_recs, store, replace(prep_cfg, seed=seed), assignment=assignment)
         train(store, model, replace(train_cfg, seed=(seed if train_seed is None else train_seed) + i), progress=False)
         report = evaluate_detection(model, [(key, truth_of[key]) for key in test_keys], snrs_db, seed=seed)
         card = json.loads((model / "card.json").read_text())

@@ -142,7 +142,7 @@ def list_cuts(base_url: str, code: str, all_cuts: bool = False) -> list[tuple[st
     links = _page(first)
     years = []
     for value, _ in links.options + links.anchors:
-        m = re.search(rf"fullCuts\.cfm\?SP={re.escape(code)}&(?:amp;)?YR=(\d+)\b", value)
+        m = re.search(rf"fullCuts\.cfm\?SP={re.escape(code)}&YR=(\d+)\b", value)
         if m and m.group(1) not in years:
             years.append(m.group(1))
     pages = [urljoin(base_url, f"fullCuts.cfm?SP={code}&YR={y}") for y in years]
@@ -230,7 +230,7 @@ def _read_cache(out: Path) -> dict[str, dict]:
         for line in lines.read_text().splitlines():
             try:
                 cut_id, meta = json.loads(line)
-            except ValueError:
+            except (ValueError, TypeError):  # torn by a kill
                 continue
             cache[cut_id] = meta
     return cache
