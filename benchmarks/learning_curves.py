@@ -82,6 +82,19 @@ def species_curve(args) -> dict:
             "per_species_k": per_species, "runs": runs}
 
 
+def _point(aucs: list[float]) -> dict:
+    return {"auc_mean": round(float(np.mean(aucs)), 4), "auc_sd": round(float(np.std(aucs)), 4), "draws": len(aucs),
+            "aucs": [round(float(a), 4) for a in aucs]}
+
+
+def _print_curve(model: str, curve: dict) -> None:
+    print(f"\nDetector, {model}: pooled out-of-fold ROC AUC when each fold's model hears m of its call tapes\n")
+    print("| call tapes heard (m) | " + " | ".join(str(m) for m in curve) + " |")
+    print("|---|" + "---:|" * len(curve))
+    print("| ROC AUC (mean ± sd over draws) | " + " | ".join(f"{c['auc_mean']:.3f} ± {c['auc_sd']:.3f}"
+                                                             for c in curve.values()) + " |")
+
+
 def detector_curve_cnn(args) -> dict:
     """The same with the shipped network: `compare_detectors.py --cv`'s recipe for detector-cnn (25
     epochs per fold, model seed 0), each fold trained on all its noise clips and m of its call tapes."""
@@ -112,13 +125,8 @@ def detector_curve_cnn(args) -> dict:
                                     k=5, snrs_db=(), train_seed=0, train_subset=heard(m))
             aucs.append(float(run["conditions"]["clean"]["roc_auc"]))
             print(f"  m={m}: {aucs[-1]:.3f}", flush=True)
-        curve[m] = {"auc_mean": round(float(np.mean(aucs)), 4), "auc_sd": round(float(np.std(aucs)), 4),
-                    "draws": len(aucs), "aucs": [round(a, 4) for a in aucs]}
-    print("\nDetector, detector-cnn: pooled out-of-fold ROC AUC when each fold's model hears m of its call tapes\n")
-    print("| call tapes heard (m) | " + " | ".join(str(m) for m in curve) + " |")
-    print("|---|" + "---:|" * len(curve))
-    print("| ROC AUC (mean ± sd over draws) | " + " | ".join(f"{c['auc_mean']:.3f} ± {c['auc_sd']:.3f}"
-                                                             for c in curve.values()) + " |")
+        curve[m] = _point(aucs)
+    _print_curve("detector-cnn", curve)
     return {"model": "detector-cnn", "draws": args.cnn_draws, "curve": curve}
 
 
@@ -150,12 +158,8 @@ def detector_curve(args) -> dict:
                 train = train[(truth[train] == 0) | np.isin(groups[train], heard)]
                 probs[test] = _fit_predict(feats, truth, train, test, 2, args.c)[:, 1]
             aucs.append(roc_auc(truth, probs))
-        curve[m] = {"auc_mean": round(float(np.mean(aucs)), 4), "auc_sd": round(float(np.std(aucs)), 4), "draws": len(aucs)}
-    print(f"\nDetector, {args.detector_row}: pooled out-of-fold ROC AUC when each fold's model hears m of its call tapes\n")
-    print("| call tapes heard (m) | " + " | ".join(str(m) for m in curve) + " |")
-    print("|---|" + "---:|" * len(curve))
-    print("| ROC AUC (mean ± sd over draws) | " + " | ".join(f"{c['auc_mean']:.3f} ± {c['auc_sd']:.3f}"
-                                                             for c in curve.values()) + " |")
+        curve[m] = _point(aucs)
+    _print_curve(args.detector_row, curve)
     return {"row": args.detector_row, "c": args.c, "draws": args.draws, "curve": curve}
 
 

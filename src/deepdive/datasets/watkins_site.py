@@ -34,6 +34,7 @@ from ..store import atomic_write_text
 from .watkins import CREDIT
 
 USER_AGENT = "deepdive/0.1 (marine bioacoustics research toolkit)"
+CACHE = ".metadata_cache.jsonl"  # one line [cut id, metadata] per cut, appended as fetched
 FIELDS = ["path", "cut_id", "species", "scientific_name", "watkins_code", "sample_rate", "duration_s",
           "tape", "date", "location", "also_present"]
 
@@ -218,22 +219,21 @@ def _verify(path: Path, sample_rate: str) -> float:
     return info.frames / info.samplerate
 
 
-def _read_cache(out: Path) -> dict[str, dict]:
-    """Metadata already fetched: one JSON line per cut (a last line cut short by a kill is ignored);
-    also the single JSON file that earlier versions wrote."""
+def _read_cache(out: Path) -> tuple[dict[str, dict], bool]:
+    """Metadata already fetched: one JSON line per cut (a line cut short by a kill is ignored), also
+    the single JSON file that earlier versions wrote; and whether the lines end mid-line."""
     cache: dict[str, dict] = {}
     legacy = out / ".metadata_cache.json"
     if legacy.is_file():
         cache.update(json.loads(legacy.read_text()))
-    lines = out / ".metadata_cache.jsonl"
-    if lines.is_file():
-        for line in lines.read_text().splitlines():
-            try:
-                cut_id, meta = json.loads(line)
-            except (ValueError, TypeError):  # torn by a kill
-                continue
-            cache[cut_id] = meta
-    return cache
+    text = (out / CACHE).read_text() if (out / CACHE).is_file() else ""
+    for line in text.splitlines():
+        try:
+            cut_id, meta = json.loads(line)
+        except (ValueError, TypeError):  # torn by a kill
+            continue
+        cache[cut_id] = meta
+    return cache, bool(text) and not text.endswith("\n")
 
 
 def download(
@@ -254,13 +254,11 @@ def download(
     catalogue = [(name, code) for name, code in list_species(base_url, all_cuts) if wanted is None or name.lower() in wanted]
     if wanted and not catalogue:
         raise DownloadError(f"{base_url}: none of {', '.join(species or [])} is on the site's species list")
-    cache = _read_cache(out)
+    cache, torn = _read_cache(out)
     rows: list[dict] = []
     counts = {"downloaded": 0, "skipped": 0, "failed": 0}
     fetched_bytes = 0
-    lines = out / ".metadata_cache.jsonl"
-    torn = lines.is_file() and not lines.read_bytes().endswith(b"\n") and lines.stat().st_size > 0
-    with open(lines, "a") as cache_file:  # appended, not rewritten: all cuts are thousands of pages
+    with open(out / CACHE, "a") as cache_file:  # appended, not rewritten: all cuts are thousands of pages
         if torn:  # a run killed mid-line: start the next line on its own
             cache_file.write("\n")
         for name, code in catalogue:
