@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
+from conftest import detection_cfg
 from deepdive.cli import app
 from deepdive.errors import DatasetError, ModelError
 
@@ -33,6 +34,95 @@ def test_kaggle_loader_groups_by_tape(synth_kaggle, tmp_path):
     (tmp_path / "train").mkdir()
     sf.write(tmp_path / "train" / "x.aiff", np.zeros(4000, np.float32), 2000, format="AIFF")
     assert load_kaggle(tmp_path)[0].group == "clip:x.aiff"
+
+
+def test_kaggle_loader_keeps_identical_clips_together_and_names_the_terms(tmp_path):
+    """Without sources.csv, clips with the same samples (the challenge repeats some noise clips) share
+    a group whatever their headers, so no split puts a copy of a clip on both sides; the terms follow
+    the folder (Cornell's notice beside the buoy clips, Watkins' for clips cut from its tapes)."""
+    from deepdive.datasets import dataset_terms, load_kaggle
+    from deepdive.datasets.kaggle import CORNELL_LICENSE, data_terms
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "train").mkdir()
+    a, b = rng.standard_normal((2, 4000)).astype(np.float32) * 0.1
+    clips = {"c1.aiff": a, "c2.aiff": b, "c3.aiff": a, "c4.aiff": b, "c5.aiff": a * 0.5}
+    for name, y in clips.items():
+        sf.write(tmp_path / "train" / name, y, 2000, format="AIFF", subtype="FLOAT" if name == "c3.aiff" else "PCM_16")
+    (tmp_path / "train.csv").write_text("clip_name,label\n" + "".join(f"{n},{i % 2}\n" for i, n in enumerate(clips)))
+    recs = load_kaggle(tmp_path)
+    groups = {r.path.rsplit("/", 1)[1]: r.group for r in recs}
+    assert groups["c4.aiff"] == groups["c2.aiff"] == "clip:c2.aiff"
+    assert len({groups["c1.aiff"], groups["c3.aiff"], groups["c5.aiff"]}) == 3  # float vs 16-bit, and louder: not identical
+    assert {r.source for r in recs} == {tmp_path.name}
+    assert data_terms(tmp_path) == "See the training data's own terms."
+    (tmp_path / CORNELL_LICENSE).write_text("Copyright (c) 2011 by Cornell University")
+    assert "Cornell University" in data_terms(tmp_path) and "non-profit" in data_terms(tmp_path)
+    both = dataset_terms("kaggle", [str(tmp_path), str(tmp_path)])
+    assert both == data_terms(tmp_path)  # each terms said once
+
+
+def test_several_sources_are_split_within_each(synth_kaggle, tmp_path):
+    """Two challenge folders trained on together: groups never span folders, and each folder's split is
+    the one it gets alone (its test tapes unchanged by the other folder), tested in its own proportions."""
+    import shutil
+
+    from deepdive.datasets import load_datasets, load_kaggle
+    from deepdive.prepare import format_split_report, split_by_encounter
+
+    other = tmp_path / "buoys"
+    shutil.copytree(synth_kaggle, other)
+    (other / "sources.csv").unlink()
+    recs = load_datasets("kaggle", [str(synth_kaggle), str(other)])
+    sources = {r.source for r in recs}
+    assert sources == {synth_kaggle.name, "buoys"}
+    assert all(r.group.startswith(f"{r.source}/") for r in recs)
+    assign, report = split_by_encounter(recs, 0.15, 0.2, seed=0)
+    alone, alone_report = split_by_encounter(load_kaggle(synth_kaggle), 0.15, 0.2, seed=0)
+    mine = [row for row in report if row["source"] == synth_kaggle.name]
+    assert [row["test_recordings"] for row in mine] == [row["test_recordings"] for row in alone_report]
+    first = {r.path: assign[r.key] for r in recs if r.source == synth_kaggle.name}
+    assert first == {r.path: alone[r.key] for r in load_kaggle(synth_kaggle)}
+    for source in sources:
+        for label in ("noise", "right whale"):
+            sides = {assign[r.key] for r in recs if r.source == source and r.label == label}
+            assert sides == {"train", "val", "test"}
+    assert "buoys: right whale" in format_split_report(report)
+    # the same folder twice is two sources with distinct names
+    twice = load_datasets("kaggle", [str(other), str(other)])
+    assert {r.source for r in twice} == {"buoys", "buoys-2"}
+
+
+def test_two_sources_in_one_store_passes_per_source_and_backgrounds_of_the_other(tmp_path):
+    """A store of two challenge folders: each source's training clips get the passes asked for, and an
+    augmented pass may carry a background of the other source's training noise clips, never its own,
+    never a test clip; the store records both, and a source that is not there is an error."""
+    from dataclasses import replace
+
+    from deepdive import synth
+    from deepdive.datasets import load_datasets
+    from deepdive.prepare import prepare
+    from deepdive.store import FeatureStore
+
+    buoys = synth.write_kaggle(tmp_path / "buoys", tapes=4, clips_per_tape=6, seed=5)
+    tapes = synth.write_kaggle(tmp_path / "tapes", tapes=4, clips_per_tape=4, seed=6)
+    (buoys / "sources.csv").unlink()
+    recs = load_datasets("kaggle", [str(buoys), str(tapes)])
+    cfg = replace(detection_cfg(), source_passes={"buoys": 1, "tapes": 4}, mix_backgrounds=1.0, mix_snr_db=(5.0, 5.0),
+                  mix_pool=8)
+    config = prepare(recs, tmp_path / "store", cfg)
+    assert config["passes_per_source"] == {"buoys": 1, "tapes": 4}
+    assert 0 < config["background_pool"]["buoys"] <= 8 and 0 < config["background_pool"]["tapes"] <= 8
+    store = FeatureStore(tmp_path / "store")
+    source_of = {r.key: r.source for r in recs}
+    train = [r for r in store.rows if r["split"] == "train"]
+    for src, passes in (("buoys", 1), ("tapes", 4)):
+        mine = [r for r in train if source_of[r["key"]] == src]
+        assert len(mine) == passes * len({r["key"] for r in mine})
+    mixed = [json.loads(r["augment"]) for r in train if r["augment"]]
+    assert mixed and all(a["background"].startswith("buoys#") and a["mix_snr_db"] == 5.0 for a in mixed)
+    with pytest.raises(DatasetError, match="not a source"):
+        prepare(recs, tmp_path / "store2", replace(cfg, source_passes={"elsewhere": 2}))
 
 
 def test_detector_store_is_split_by_tape_and_augments_every_class(detector_store):
@@ -84,6 +174,38 @@ def test_card_of_a_model_trained_without_validation_is_strict_json(synth_kaggle,
     card = json.loads((model / "card.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in the card"))
     assert card["training"]["monitor"] == "train_loss" and card["training"]["final"]["val_loss"] is None
     assert card["training"]["threshold_recall"] == 0.9  # the CLI's default for detectors
+
+
+def test_a_detector_of_two_sources_is_evaluated_per_source(synth_kaggle, tmp_path):
+    """prepare, train and evaluate on two folders, from the CLI: the card says how each folder was split
+    and carries both folders' terms; the threshold folds are dealt within each folder; evaluate reports
+    every folder's test clips on their own beside the pooled figures, and writes them into the card."""
+    import shutil
+
+    buoys = tmp_path / "buoys"
+    shutil.copytree(synth_kaggle, buoys)
+    (buoys / "sources.csv").unlink()
+    (buoys / "LICENSE-CORNELL.txt").write_text("Copyright (c) 2011 by Cornell University")
+    store, model = tmp_path / "store", tmp_path / "model"
+    res = runner.invoke(app, ["prepare", "kaggle", str(buoys), str(synth_kaggle), "--out", str(store), "--val-frac", "0",
+                              "--image", "32x32", "--mix-backgrounds", "0.5"])
+    assert res.exit_code == 0, res.stderr
+    res = runner.invoke(app, ["train", str(store), "--out", str(model), "--epochs", "2", "--patience", "2",
+                              "--threshold-folds", "2"])
+    assert res.exit_code == 0, res.stderr
+    card = json.loads((model / "card.json").read_text())
+    method = card["split"]["method"]
+    assert "buoys: by clip, clips with identical samples kept together" in method
+    assert f"{synth_kaggle.name}: by tape" in method
+    assert "Cornell" in card["data_terms"] and "Watkins" in card["data_terms"]
+    assert card["training_tapes_crossval"]["folds"] == 2
+    res = runner.invoke(app, ["evaluate", str(model), str(store)])
+    assert res.exit_code == 0, res.stderr
+    assert "**buoys**" in res.stdout and f"**{synth_kaggle.name}**" in res.stdout
+    test = json.loads((model / "card.json").read_text())["metrics"]["test"]
+    assert set(test["by_source"]) == {"buoys", synth_kaggle.name}
+    n = {src: figures["clean"]["n"] for src, figures in test["by_source"].items()}
+    assert sum(n.values()) == test["clean"]["n"] and min(n.values()) > 0
 
 
 def test_fit_can_stop_at_a_given_epoch(detector_store):
@@ -290,6 +412,35 @@ def test_an_ensemble_exports_the_mean_of_its_members(detector_store, tmp_path):
         m.load_state_dict({key.split(".", 2)[2]: v for key, v in state.items() if key.startswith(f"members.{k}.")})
         probs.append(torch.softmax(m.eval()(torch.from_numpy(x)), 1).detach().numpy())
     np.testing.assert_allclose(b.predict(x), np.mean(probs, 0), atol=1e-5)
+
+
+def test_prepare_kaggle_of_two_folders_from_the_cli(synth_kaggle, tmp_path):
+    """`prepare kaggle A B` makes one store split within each folder; --source-passes and
+    --mix-backgrounds reach the store; mistakes give one line naming the fix."""
+    import shutil
+
+    from deepdive.store import FeatureStore
+
+    buoys = tmp_path / "buoys"
+    shutil.copytree(synth_kaggle, buoys)
+    (buoys / "sources.csv").unlink()
+    (buoys / "LICENSE-CORNELL.txt").write_text("Copyright (c) 2011 by Cornell University")
+    res = runner.invoke(app, ["prepare", "kaggle", str(synth_kaggle), str(buoys), "--out", str(tmp_path / "s"),
+                              "--val-frac", "0", "--image", "32x32", "--source-passes", f"buoys=2,{synth_kaggle.name}=4",
+                              "--mix-backgrounds", "0.5"])
+    assert res.exit_code == 0, res.stderr
+    assert "buoys: right whale" in res.stdout and f"{synth_kaggle.name}: noise" in res.stdout
+    s = FeatureStore(tmp_path / "s")
+    assert s.config["prepare"]["source_passes"] == {"buoys": 2, synth_kaggle.name: 4}
+    assert s.config["prepare"]["mix_backgrounds"] == 0.5
+    assert "Cornell University" in s.config["source"]["terms"] and "Watkins" in s.config["source"]["terms"]
+    for bad, says in ((["--source-passes", "elsewhere=2"], "'elsewhere' is not one of the folders"),
+                      (["--source-passes", "buoys=0"], "at least 1"),
+                      (["--mix-backgrounds", "2"], "probability")):
+        res = runner.invoke(app, ["prepare", "kaggle", str(synth_kaggle), str(buoys), "--out", str(tmp_path / "x"), *bad])
+        assert res.exit_code == 1 and says in res.stderr and "Traceback" not in res.stderr
+    res = runner.invoke(app, ["prepare", "kaggle", str(buoys), "--out", str(tmp_path / "y"), "--mix-backgrounds", "0.5"])
+    assert res.exit_code == 1 and "two or more PATHs" in res.stderr
 
 
 def test_prepare_kaggle_feature_options(synth_kaggle, tmp_path):

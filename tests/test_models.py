@@ -48,6 +48,33 @@ def test_fast_resnet_is_the_resnet_with_a_pooled_stem():
     assert fast(torch.full((3, 96, 313), -40.0)).shape == (3, 16)
 
 
+def test_contrast_channel_cancels_a_broadband_click_and_exports(tmp_path):
+    """detector-cnn with contrast=True: a third input channel, bands whitened over time then frames
+    centred over the bands, so a click (every band at once) leaves it flat while a tonal call stands
+    out; the ONNX graph gives torch's output."""
+    import onnxruntime as ort
+
+    from deepdive.train import export_onnx
+
+    m = build("detector-cnn", 2, (64, 80), contrast=True).eval()
+    assert m.stem[0].in_channels == 3 and build("detector-cnn", 2, (64, 80)).stem[0].in_channels == 2
+    seen = []
+    m.stem.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0]))
+    x = torch.full((1, 64, 80), -60.0) + torch.randn(1, 64, 80, generator=torch.Generator().manual_seed(0))
+    x[:, :, 40] = 0.0  # a click: every band at once
+    x[:, 20:23, 10:30] = -20.0  # a tonal call in three bands
+    m(x)
+    centred, contrast = seen[0][0, 0], seen[0][0, 2]
+    assert centred[:, 40].min() > 1.0  # band centring alone keeps the click, in every band
+    quiet = torch.cat([contrast[:20, 40], contrast[23:, 40]])  # bands without the call: the click cancels
+    assert quiet.abs().max() < 1.0 < contrast[20:23, 10:30].min()  # while the call stands out
+    export_onnx(m, (64, 80), tmp_path / "c.onnx")
+    xs = (np.random.default_rng(0).standard_normal((3, 64, 80)) * 20 - 40).astype(np.float32)
+    got = ort.InferenceSession(str(tmp_path / "c.onnx"), providers=["CPUExecutionProvider"]).run(None, {"logmel": xs})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, m(torch.from_numpy(xs)).numpy(), rtol=1e-4, atol=1e-4)
+
+
 def test_unknown_model():
     with pytest.raises(ModelError, match="deepdive-cnn"):
         build("resnet9000", 2, (8, 8))

@@ -117,10 +117,29 @@ def _speeds(text: str) -> tuple[float, ...]:
     return speeds
 
 
+def _source_passes(text: str, sources: set[str]) -> dict[str, int]:
+    """NAME=N,NAME=N -> {NAME: N}, every NAME one of `sources` and every N at least 1."""
+    out = {}
+    for item in text.split(","):
+        name, _, n = item.partition("=")
+        try:
+            passes = int(n)
+        except ValueError:
+            passes = 0
+        if passes < 1:
+            raise DeepdiveError(f"--source-passes {text}: give FOLDER=N with N a whole number of at least 1, e.g. rightwhale2k=8")
+        if name.strip() not in sources:
+            raise DeepdiveError(f"--source-passes {text}: '{name.strip()}' is not one of the folders given "
+                                f"({', '.join(sorted(sources))})")
+        out[name.strip()] = passes
+    return out
+
+
 @app.command()
 def prepare(
     kind: Annotated[Kind, typer.Argument(help="Dataset layout")],
-    path: Annotated[Path, typer.Argument(help="Dataset folder (or manifest CSV)")],
+    paths: Annotated[list[Path], typer.Argument(
+        help="Dataset folder (or manifest CSV); several are trained on together, each split on its own")],
     out: Annotated[Path, typer.Option(help="Store folder to write (resumes if it exists)")],
     species: Annotated[list[str] | None, typer.Option(help="Keep only these species (repeat)")] = None,
     family: Annotated[list[str] | None, typer.Option(help="Keep only these families (repeat)")] = None,
@@ -142,17 +161,23 @@ def prepare(
     no_balance: Annotated[bool, typer.Option(help="Do not balance classes")] = False,
     val_frac: Annotated[float, typer.Option(
         help="Share of the data (whole encounters) held out for early stopping; 0: none, train on the rest")] = 0.15,
+    source_passes: Annotated[str | None, typer.Option(
+        help="Several PATHs: training passes per folder, e.g. rightwhalecalls=2,rightwhale2k=12 (extra passes augmented)")] = None,
+    mix_backgrounds: Annotated[float, typer.Option(
+        help="Several PATHs: probability that an augmented pass is mixed over another folder's noise clip")] = 0.0,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Split by encounter, slice, balance, augment and store features.
 
     `kaggle` (the right-whale challenge layout) prepares a detector's store: 2 s clips at 2 kHz,
-    grouped by tape, short clips mirrored, every clip also twice time-shifted with noise and gain."""
+    grouped by tape (else identical clips together), short clips mirrored, every clip also twice
+    time-shifted with noise and gain. Several PATHs (e.g. the challenge's buoy clips and clips cut
+    from Watkins tapes) make one store, split within each folder."""
     from dataclasses import replace
 
     from rich.progress import Progress
 
-    from .datasets import load_dataset, select
+    from .datasets import dataset_terms, load_datasets, select
     from .features import BirdnetConfig, MelConfig, OrdinalConfig, StftImageConfig
     from .prepare import PrepareConfig, format_split_report
     from .prepare import prepare as run
@@ -160,7 +185,7 @@ def prepare(
     try:
         if not 0 <= val_frac < 0.8:
             raise DeepdiveError(f"--val-frac {val_frac}: must be at least 0 and below 0.8")
-        recs = select(load_dataset(kind.value, str(path)), species, family, min_duration, clean_only)
+        recs = select(load_datasets(kind.value, [str(p) for p in paths]), species, family, min_duration, clean_only)
         detection = kind is Kind.kaggle
         chosen = features or (Features.stft_image if detection else Features.log_mel)
         feats = {Features.log_mel: MelConfig(), Features.stft_image: StftImageConfig(image=_image_size(image)),
@@ -179,18 +204,23 @@ def prepare(
             feats = replace(feats, **{k: v for k, v in given.items() if v is not None})
         except ValueError as exc:
             raise DeepdiveError(str(exc)) from None
+        passes = _source_passes(source_passes, {r.source for r in recs}) if source_passes else {}
+        if not 0 <= mix_backgrounds <= 1:
+            raise DeepdiveError(f"--mix-backgrounds {mix_backgrounds}: give a probability from 0 to 1")
+        if mix_backgrounds and len(paths) < 2:
+            raise DeepdiveError("--mix-backgrounds mixes one folder's clips over another's noise: give two or more PATHs")
         if detection:
             from .datasets.kaggle import POSITIVE
 
             cfg = PrepareConfig(features=feats, task="detection", positive=POSITIVE, min_last_s=min(1.0, feats.window_s),
-                                pad=pad or "mirror", shift="roll", augment_all=not no_balance, seed=seed, val_frac=val_frac)
+                                pad=pad or "mirror", shift="roll", augment_all=not no_balance, seed=seed, val_frac=val_frac,
+                                source_passes=passes, mix_backgrounds=mix_backgrounds)
         else:
-            cfg = PrepareConfig(features=feats, pad=pad or "zeros", balance=not no_balance, seed=seed, val_frac=val_frac)
-        source = {"kind": kind.value, "path": str(path)}
+            cfg = PrepareConfig(features=feats, pad=pad or "zeros", balance=not no_balance, seed=seed, val_frac=val_frac,
+                                source_passes=passes, mix_backgrounds=mix_backgrounds)
+        source = {"kind": kind.value, "path": ", ".join(str(p) for p in paths)}
         if kind in (Kind.watkins, Kind.kaggle):
-            from .datasets.watkins import TERMS
-
-            source["terms"] = TERMS
+            source["terms"] = dataset_terms(kind.value, [str(p) for p in paths])
         with Progress(transient=True) as bar:
             task = bar.add_task("preparing", total=len(recs))
             config = run(recs, out, cfg, progress=lambda d, t, k: bar.update(task, completed=d),

@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from .datasets.base import Recording
-from .evaluate import NOISE_SNRS_DB, _score, detection_metrics, evaluate_detection, window_probabilities
+from .evaluate import (
+    NOISE_SNRS_DB,
+    _score,
+    detection_metrics,
+    evaluate_detection,
+    roc_auc,
+    window_probabilities,
+)
 from .prepare import PrepareConfig, group_folds, prepare, species_folds
 
 
@@ -34,12 +41,18 @@ def crossval_detector(
     progress=None,
     train_seed: int | None = None,
     train_subset=None,
+    also_score: list[Recording] | None = None,
 ) -> dict:
     """Train and test `k` detectors on group folds; returns pooled and per-fold metrics.
 
     `seed` makes the folds; `train_seed` (default: `seed`) seeds the models, so several runs over the
     same folds can be averaged into an ensemble. `train_subset(fold, recordings)`, when given, returns
-    the part of a fold's training recordings that its model hears (a learning curve)."""
+    the part of a fold's training recordings that its model hears (a learning curve).
+
+    Recordings of several sources (`Recording.source`) are folded within each source (see
+    `group_folds`), and the pooled figures are also given per source (`by_source`). `also_score`:
+    recordings that no fold trains on (another source, for a cross-source figure), scored clean by
+    every fold's model; `also` holds each model's probabilities and AUC, and the AUC of their mean."""
     from .train import train
 
     work = Path(work)
@@ -49,6 +62,9 @@ def crossval_detector(
     pooled: dict[str, list[float]] = {}
     keys: list[str] = []
     per_fold = []
+    also_clips = [(r.key, int(r.label == positive)) for r in also_score or []]
+    source_of = {r.key: r.source for r in recordings}
+    also_probs: list[list[float]] = []
     for i, test_keys in enumerate(folds):
         if not test_keys:
             continue
@@ -66,6 +82,17 @@ def crossval_detector(
         per_fold.append({"fold": i, "clips": len(report["clips"]), "positives": int(sum(report["truth"])),
                          "roc_auc": report["conditions"]["clean"]["roc_auc"], "threshold": card.get("threshold"),
                          "operating_points": card.get("training_tapes_crossval", {}).get("operating_points")})
+        fold_sources = sorted({source_of[key] for key in report["clips"]})
+        if len(fold_sources) > 1:
+            per_fold[-1]["roc_auc_by_source"] = {
+                src: roc_auc(np.array([t for key, t in zip(report["clips"], report["truth"], strict=True) if source_of[key] == src]),
+                             np.array([p for key, p in zip(report["clips"], report["probabilities"]["clean"], strict=True)
+                                       if source_of[key] == src]))
+                for src in fold_sources}
+        if also_clips:
+            other = evaluate_detection(model, also_clips, snrs_db=())
+            also_probs.append(other["probabilities"]["clean"])
+            per_fold[-1]["also_roc_auc"] = other["conditions"]["clean"]["roc_auc"]
         keys += report["clips"]
         for cond, probs in report["probabilities"].items():
             pooled.setdefault(cond, []).extend(probs)
@@ -75,7 +102,7 @@ def crossval_detector(
             progress(i + 1, k, per_fold[-1])
     truth = np.array([truth_of[key] for key in keys])
     threshold = 0.5
-    return {
+    out = {
         "k": k, "seed": seed, "model": train_cfg.model, "features": prep_cfg.features.to_dict(),
         "folds": per_fold,
         "fold_auc_mean": round(float(np.nanmean([f["roc_auc"] for f in per_fold])), 4),
@@ -83,6 +110,21 @@ def crossval_detector(
         "conditions": {c: detection_metrics(truth, np.array(p), threshold) for c, p in pooled.items()},
         "clips": keys, "truth": truth.tolist(), "probabilities": pooled,
     }
+    sources = sorted({source_of[key] for key in keys})
+    if len(sources) > 1:
+        out["by_source"] = {}
+        for src in sources:
+            mine = np.array([source_of[key] == src for key in keys])
+            out["by_source"][src] = {c: detection_metrics(truth[mine], np.array(p)[mine], threshold) for c, p in pooled.items()}
+    if also_clips:
+        y = np.array([t for _, t in also_clips])
+        aucs = [f["also_roc_auc"] for f in per_fold]
+        out["also"] = {
+            "clips": [key for key, _ in also_clips], "truth": y.tolist(), "probabilities": also_probs,
+            "roc_auc_mean": round(float(np.mean(aucs)), 4), "roc_auc_std": round(float(np.std(aucs)), 4),
+            "mean_probability": detection_metrics(y, np.mean(also_probs, axis=0), threshold),
+        }
+    return out
 
 
 def crossval_species(

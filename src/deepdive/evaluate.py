@@ -395,7 +395,20 @@ def evaluate_detection_store(model, store: FeatureStore, split: str = "test", sn
             clips[r["key"]] = int(r["label"] == positive)
     report = evaluate_detection(bundle, list(clips.items()), snrs_db)
     report.update({"data": str(store.root), "split": split})
+    sources = sorted({row["source"] for row in store.config.get("split_report", []) if row.get("source")})
+    if len(sources) > 1:
+        # several sources trained on together: their groups are prefixed by the source's name
+        source_of = {r["key"]: r["group"].split("/", 1)[0] for r in store.rows}
+        report["by_source"] = by_source(report, {key: source_of[key] for key in report["clips"]}, bundle.threshold)
     return report
+
+
+def by_source(report: dict, source_of: dict[str, str], threshold: float) -> dict:
+    """A detection report's figures per source (each condition), from its clips' probabilities."""
+    src = np.array([source_of[key] for key in report["clips"]])
+    truth = np.array(report["truth"], dtype=int)
+    return {s: {c: detection_metrics(truth[src == s], np.array(p)[src == s], threshold)
+                for c, p in report["probabilities"].items()} for s in sorted(set(src))}
 
 
 def _plot_detection(report: dict, out: Path) -> bool:
@@ -429,19 +442,29 @@ def _plot_detection(report: dict, out: Path) -> bool:
 
 def detection_markdown(report: dict) -> str:
     lines = [f"# Evaluation of detector `{report['model']}`", "",
-             f"Data: `{report.get('data', '')}`, split: {report.get('split', '')}, threshold {report['threshold']:.3f}", "",
-             "| condition | clips | positives | ROC AUC | AP | accuracy | precision | recall | F1 |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for cond, m in report["conditions"].items():
-        if m.get("n"):
-            lines.append(f"| {cond} | {m['n']} | {m['positives']} | {m['roc_auc']:.3f} | {m['average_precision']:.3f} | "
-                         f"{m['accuracy']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} |")
+             f"Data: `{report.get('data', '')}`, split: {report.get('split', '')}, threshold {report['threshold']:.3f}"]
+    tables = [("", report["conditions"])]
+    if report.get("by_source"):
+        tables = [("all sources together", report["conditions"])] + list(report["by_source"].items())
+    for name, conditions in tables:
+        lines += ["", f"**{name}**", ""] if name else [""]
+        lines += ["| condition | clips | positives | ROC AUC | AP | accuracy | precision | recall | F1 |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for cond, m in conditions.items():
+            if m.get("n"):
+                lines.append(f"| {cond} | {m['n']} | {m['positives']} | {m['roc_auc']:.3f} | {m['average_precision']:.3f} | "
+                             f"{m['accuracy']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
 def detection_summary(report: dict) -> dict:
-    return {"split": report.get("split", ""), **{c: {k: v for k, v in m.items() if k != "confusion"}
-                                                  for c, m in report["conditions"].items()}}
+    def strip(conditions: dict) -> dict:
+        return {c: {k: v for k, v in m.items() if k != "confusion"} for c, m in conditions.items()}
+
+    out = {"split": report.get("split", ""), **strip(report["conditions"])}
+    if report.get("by_source"):
+        out["by_source"] = {src: strip(conds) for src, conds in report["by_source"].items()}
+    return out
 
 
 __all__ = ["Bundle", "evaluate_recordings", "evaluate_store", "markdown_report", "metrics", "summary", "write_report",

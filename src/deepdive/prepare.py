@@ -17,6 +17,12 @@ Windows. `window_s` (5 s). A recording of at least one window is cut into consec
 last remainder of at least `min_last_s` (3 s) is kept and padded at a random position (with zeros,
 low-level noise, or the segment mirrored). A shorter recording is padded at a random position.
 
+Sources. Datasets trained on together (`Recording.source`, e.g. the challenge's buoy clips and clips
+cut from Watkins tapes) are split within each. `source_passes` sets how many passes a source's
+training recordings get (the extra ones augmented), and with `mix_backgrounds` an augmented pass is,
+with that probability, mixed over a random background from another source's training clips of the
+negative labels (`augment.BackgroundMix`): a call heard over another recorder's noise.
+
 Balance (training split only). For a detector (`augment_all`), every label gets the same extra,
 augmented slices: were only the rare positives augmented, added noise itself would announce a call.
 For species, labels whose total training duration is below the median label are
@@ -38,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from . import audio
-from .augment import random_noise_and_gain, time_shift
+from .augment import BackgroundMix, random_noise_and_gain, time_shift
 from .datasets.base import Recording
 from .errors import AudioError, DatasetError
 from .features import FeatureConfig, MelConfig
@@ -70,6 +76,13 @@ class PrepareConfig:
     seed: int = 0
     fallback_split: bool = True
     shard_size: int = 256
+    # several sources (datasets trained on together): training passes per source name, overriding the
+    # label's (a small source heard as often as a large one would otherwise be drowned), and the
+    # probability that an augmented pass is mixed over a background of another source's training noise
+    source_passes: dict[str, int] = field(default_factory=dict)
+    mix_backgrounds: float = 0.0
+    mix_snr_db: tuple[float, float] = (0.0, 15.0)
+    mix_pool: int = 256  # background clips kept per source
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -80,7 +93,7 @@ class PrepareConfig:
     def from_dict(cls, d: dict) -> PrepareConfig:
         d = dict(d)
         d["features"] = features_from_dict(store_features(d))
-        for k in ("snr_db", "gain_db"):
+        for k in ("snr_db", "gain_db", "mix_snr_db"):
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
@@ -154,8 +167,19 @@ def split_by_encounter(
 ) -> tuple[dict[str, str], list[dict]]:
     """Assign every recording key to train/val/test without splitting an encounter.
 
-    Returns (split by recording key, report rows per label).
+    Recordings of several sources (`Recording.source`: datasets trained on together) are split
+    within each source, with the same seed, so each source's split is the one it gets alone and each
+    is tested in its own proportions. Returns (split by recording key, report rows per label; with
+    several sources, per source and label, each row naming its source).
     """
+    sources = sorted({r.source for r in recordings})
+    if len(sources) > 1:
+        assignment, report = {}, []
+        for source in sources:
+            a, rows = split_by_encounter([r for r in recordings if r.source == source], val_frac, test_frac, seed, fallback)
+            assignment.update(a)
+            report += [{"source": source, **row} for row in rows]
+        return assignment, report
     rng = np.random.default_rng(seed)
     assignment: dict[str, str] = {}
     group_split: dict[str, str] = {}  # groups holding several labels follow the first label that placed them
@@ -303,7 +327,14 @@ def _report_of(recs: list[Recording], assignment: dict[str, str]) -> list[dict]:
 
 def group_folds(recordings: list[Recording], k: int = 5, seed: int = 0) -> list[list[str]]:
     """`k` folds of recording keys, whole groups (encounters) in each, every label's groups dealt
-    greedily (largest first, to the fold holding least of that label) after a seeded shuffle."""
+    greedily (largest first, to the fold holding least of that label) after a seeded shuffle.
+
+    Recordings of several sources are dealt within each source (the same seed), fold i holding each
+    source's fold i: every fold tests every source, in the folds that source gets alone."""
+    sources = sorted({r.source for r in recordings})
+    if len(sources) > 1:
+        each = [group_folds([r for r in recordings if r.source == s], k, seed) for s in sources]
+        return [[key for folds in each for key in folds[i]] for i in range(k)]
     rng = np.random.default_rng(seed)
     by_group: dict[str, list[Recording]] = defaultdict(list)
     for r in recordings:
@@ -461,6 +492,11 @@ def prepare(
         if assignment[r.key] == "train":
             train_dur[r.label] += durations[r.key]
     slices = balance_plan(dict(train_dur), cfg)
+    unknown = set(cfg.source_passes) - {r.source for r in usable}
+    if unknown:
+        raise DatasetError(f"{out}: source_passes names {', '.join(sorted(unknown))}, not a source of these recordings "
+                           f"({', '.join(sorted({r.source for r in usable}))})")
+    mixer = _background_mixer(usable, assignment, cfg) if cfg.mix_backgrounds > 0 else None
     labels = sorted({r.label for r in usable})
     names = {r.label: r.scientific_name for r in usable}
 
@@ -475,6 +511,10 @@ def prepare(
         "slices_per_label": slices,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+    if cfg.source_passes:
+        config["passes_per_source"] = dict(cfg.source_passes)
+    if mixer is not None:
+        config["background_pool"] = {src: len(clips) for src, clips in mixer.pool.items()}
     cfg_path = out / "config.json"
     if cfg_path.is_file():
         old = json.loads(cfg_path.read_text())
@@ -489,7 +529,7 @@ def prepare(
     feats = cfg.features
     for i, r in enumerate(usable):
         split = assignment[r.key]
-        passes = slices.get(r.label, 1) if split == "train" else 1
+        passes = (cfg.source_passes.get(r.source, slices.get(r.label, 1))) if split == "train" else 1
         n_windows = 0
         if r.key not in already:
             # a per-recording seed makes a resumed run write exactly what an uninterrupted one would
@@ -506,6 +546,9 @@ def prepare(
                             if cfg.shift == "roll":
                                 info["shift"] = int(rng.integers(1, len(y)))
                                 y = time_shift(y, info["shift"])
+                            if mixer is not None and mixer.can_mix(rec.source) and rng.random() < cfg.mix_backgrounds:
+                                y, mixed = mixer(y, rec.source, rng)
+                                info.update(mixed)
                             y, noise_gain = random_noise_and_gain(y, rng, cfg.snr_db, cfg.gain_db)
                             aug = json.dumps({**info, **noise_gain}, separators=(",", ":"))
                         yield feats.compute(y, feats.sr), start_s, aug
@@ -542,10 +585,40 @@ def prepare(
     return config
 
 
+def _background_mixer(recordings: list[Recording], assignment: dict[str, str], cfg: PrepareConfig) -> BackgroundMix | None:
+    """Backgrounds for `mix_backgrounds`: up to `mix_pool` training recordings per source of the
+    labels other than the positive one (for species, of every label), one window each, drawn with the
+    store's seed; None with a single source."""
+    by_source: dict[str, list[Recording]] = defaultdict(list)
+    for r in recordings:
+        if assignment.get(r.key) == "train" and (cfg.task != "detection" or r.label != cfg.positive):
+            by_source[r.source].append(r)
+    if len(by_source) < 2:
+        return None
+    rng = np.random.default_rng([cfg.seed, 7919])
+    n = cfg.features.window_samples
+    pool: dict[str, list[np.ndarray]] = {}
+    for source in sorted(by_source):
+        recs = by_source[source]
+        chosen = sorted(rng.choice(len(recs), size=min(cfg.mix_pool, len(recs)), replace=False))
+        clips = []
+        for i in chosen:
+            try:
+                y, _ = audio.load(recs[i].path, cfg.features.sr, recs[i].start_s or 0.0,
+                                  None if recs[i].end_s is None else recs[i].end_s - (recs[i].start_s or 0.0))
+            except AudioError:
+                continue
+            if len(y):
+                clips.append(y[:n] if len(y) >= n else mirror_pad(y, n, 0))
+        pool[source] = clips
+    return BackgroundMix(pool, cfg.mix_snr_db, window=n)
+
+
 def format_split_report(report: list[dict]) -> str:
     """A plain-text table of the split per label."""
     lines = [f"{'label':36s} {'level':9s} {'train':>12s} {'val':>12s} {'test':>12s}"]
     for r in report:
         cells = [f"{r[f'{s}_recordings']:3d} /{r[f'{s}_duration_s']:6.0f}s" for s in SPLITS]
-        lines.append(f"{r['label'][:36]:36s} {r['level']:9s} " + " ".join(f"{c:>12s}" for c in cells))
+        label = f"{r['source']}: {r['label']}" if r.get("source") else r["label"]
+        lines.append(f"{label[:36]:36s} {r['level']:9s} " + " ".join(f"{c:>12s}" for c in cells))
     return "\n".join(lines)

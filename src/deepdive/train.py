@@ -402,8 +402,12 @@ def _crossval_threshold(store: FeatureStore, cfg: TrainConfig, labels: list[str]
     from .prepare import group_folds
 
     pool = [i for i in range(len(store)) if store.rows[i]["split"] in ("train", "val")]
+    # a store of several sources prefixes each group with its source: folds are then dealt within each
+    several = len({row.get("source") for row in store.config.get("split_report", [])}) > 1
     recs = {store.rows[i]["key"]: Recording(path=store.rows[i]["key"], label=store.rows[i]["label"],
-                                            group=store.rows[i]["group"], duration_s=1.0) for i in pool}
+                                            group=store.rows[i]["group"], duration_s=1.0,
+                                            source=store.rows[i]["group"].split("/", 1)[0] if several else "")
+            for i in pool}
     folds = group_folds(list(recs.values()), cfg.threshold_folds, cfg.seed)
     scores: dict[str, float] = {}
     for f, keys in enumerate(folds):
@@ -485,8 +489,7 @@ def make_card(store: FeatureStore, cfg: TrainConfig, feats_cfg, history, best_ep
         "aggregate": "mean of window probabilities over the recording",
         "prepare": {k: v for k, v in sc["prepare"].items() if k not in ("mel", "features")},
         "split": {
-            "method": "by encounter (tape or date), stratified by species, seeded; single-encounter species "
-                      "fall back to tapes, then blocks of consecutive cuts (see level)",
+            "method": _split_method(sc["split_report"]),
             "seed": sc["prepare"]["seed"],
             "report": sc["split_report"],
         },
@@ -508,6 +511,28 @@ def make_card(store: FeatureStore, cfg: TrainConfig, feats_cfg, history, best_ep
         card["positive_label"] = positive
         card["aggregate"] = f"highest window probability of '{positive}' over the recording"
     return card
+
+
+def _split_method(report: list[dict]) -> str:
+    """How a store was split, in words, from its split report (per source where there are several)."""
+    single = ("by encounter (tape or date), stratified by species, seeded; single-encounter species "
+              "fall back to tapes, then blocks of consecutive cuts (see level)")
+    sources = list(dict.fromkeys(row["source"] for row in report if row.get("source")))
+    if not sources:
+        return single
+    kinds = {"tape:": "by tape (sources.csv): no tape on two sides",
+             "clip:": "by clip, clips with identical samples kept together (nothing says which clips were "
+                      "recorded close together, so this is as honest as the clips are independent)",
+             "enc-": "by encounter (clips sharing a tape or a date)"}
+    parts = []
+    for source in sources:
+        units = [u for row in report if row.get("source") == source
+                 for split in ("train", "val", "test") for u in row.get(f"{split}_units", [])]
+        kind = next((text for prefix, text in kinds.items() if units and units[0].split("/", 1)[-1].startswith(prefix)),
+                    "by its groups")
+        parts.append(f"{source}: {kind}")
+    return ("each source split on its own, stratified by label, seeded (the split each gets alone): "
+            + "; ".join(parts))
 
 
 def _version() -> str:

@@ -14,6 +14,7 @@ __all__ = [
     "load_manifest",
     "load_watkins",
     "load_dataset",
+    "load_datasets",
     "select",
     "summarize",
     "write_manifest",
@@ -28,3 +29,38 @@ def load_dataset(kind: str, path: str) -> list[Recording]:
     if kind not in loaders:
         raise DatasetError(f"{path}: unknown dataset kind '{kind}'; use one of {', '.join(loaders)}")
     return loaders[kind](path)
+
+
+def load_datasets(kind: str, paths: list[str]) -> list[Recording]:
+    """Several datasets of one kind trained on together (e.g. the challenge's buoy clips and clips cut
+    from Watkins tapes): each recording's `source` is its folder's name (made unique), and its group is
+    prefixed by it, so that no group spans two sources and every split is made within each source."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    if len(paths) == 1:
+        return load_dataset(kind, paths[0])
+    out: list[Recording] = []
+    taken: set[str] = set()
+    for path in paths:
+        name = base = Path(path).resolve().name or "data"
+        n = 1
+        while name in taken:
+            n += 1
+            name = f"{base}-{n}"
+        taken.add(name)
+        out += [replace(r, source=name, group=f"{name}/{r.group}") for r in load_dataset(kind, path)]
+    return out
+
+
+def dataset_terms(kind: str, paths: list[str]) -> str:
+    """The terms the recordings of these datasets come with, each said once."""
+    from .kaggle import data_terms
+    from .watkins import TERMS
+
+    terms = []
+    for path in paths:
+        t = TERMS if kind == "watkins" else data_terms(path) if kind == "kaggle" else ""
+        if t and t not in terms:
+            terms.append(t)
+    return " ".join(terms) if terms else "See the training data's own terms."

@@ -13,7 +13,8 @@ class Recording:
 
     `group` is the encounter: recordings that share it are near-duplicates in sound and must stay
     on one side of any split. `tape` and `order` let a split fall back to finer units for species
-    recorded in a single encounter (see prepare.split_by_encounter).
+    recorded in a single encounter (see prepare.split_by_encounter). `source` names the dataset (a
+    folder of one recorder or project); a split of several sources is made within each one.
     """
 
     path: str
@@ -29,6 +30,8 @@ class Recording:
     also_present: str = ""
     start_s: float | None = None
     end_s: float | None = None
+    source: str = ""  # the dataset a recording came from, where several are trained on together
+
 
     @property
     def clean(self) -> bool:

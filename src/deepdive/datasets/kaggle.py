@@ -6,15 +6,25 @@
     sources.csv          optional: clip_name,source_cut,tape,offset_s (../shared/data/rightwhale2k has it)
 
 With `sources.csv`, clips of one tape form one group (an encounter), so splits never put clips of one
-tape on both sides. Without it nothing says which clips were recorded together; every clip is then its
-own group, and a split can only be as honest as the clips are independent (say so in any figure).
+tape on both sides. Without it nothing says which clips were recorded together: clips with identical
+samples form one group (the challenge's clips repeat some noise clips dozens of times), every other clip
+is its own, and a split can only be as honest as the clips are independent (say so in any figure).
+Reading every clip to find the identical ones costs about a second per thousand clips.
+
+Terms: a folder with `LICENSE-CORNELL.txt` holds the challenge's own buoy clips (Cornell's notice), one
+with `sources.csv` clips cut from Watkins recordings (the Watkins database's terms); `data_terms` says
+which, and a model trained on the folder inherits them.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
+from dataclasses import replace
 from pathlib import Path
+
+import soundfile as sf
 
 from ..errors import DatasetError
 from .base import Recording
@@ -22,6 +32,35 @@ from .base import Recording
 LABELS = {"0": "noise", "1": "right whale"}
 POSITIVE = LABELS["1"]
 CLIP_SUFFIXES = {".aif", ".aiff", ".wav", ".flac"}
+CORNELL_LICENSE = "LICENSE-CORNELL.txt"
+CORNELL_TERMS = (
+    "Copyright (c) 2011 by Cornell University and the Cornell Research Foundation, Inc. All rights reserved. "
+    "Free for educational, non-profit research and non-profit commercial purposes, provided this notice and "
+    f"{CORNELL_LICENSE} accompany every copy; commercial use needs a licence from Cornell (Cornell Center for "
+    "Technology Enterprise and Commercialization). Data courtesy of and copyrighted by Cornell University and "
+    "the Cornell Research Foundation."
+)
+
+
+def data_terms(root: str | Path) -> str:
+    """The terms a challenge-layout folder's clips come with (see the module docstring)."""
+    from .watkins import TERMS
+
+    root = Path(root)
+    if (root / CORNELL_LICENSE).is_file():
+        return "Cornell's right-whale challenge clips: " + CORNELL_TERMS
+    if (root / "sources.csv").is_file():
+        return "Clips cut from the Watkins database: " + TERMS
+    return "See the training data's own terms."
+
+
+def _content_key(path: Path) -> str:
+    """A digest of a clip's samples (not its header), or its name where it cannot be read."""
+    try:
+        samples, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return f"unreadable:{path.name}"
+    return hashlib.sha1(samples.tobytes() + str(sr).encode()).hexdigest()[:16]
 
 
 def natural_key(name: str) -> list:
@@ -30,7 +69,8 @@ def natural_key(name: str) -> list:
 
 
 def load_kaggle(root: str | Path) -> list[Recording]:
-    """The labelled training clips of a challenge folder, grouped by tape where sources.csv says."""
+    """The labelled training clips of a challenge folder, grouped by tape where sources.csv says,
+    else identical clips together; `source` is the folder's name."""
     root = Path(root)
     table = root / "train.csv"
     if not table.is_file():
@@ -53,13 +93,25 @@ def load_kaggle(root: str | Path) -> list[Recording]:
             tape = src.get("tape", "")
             out.append(Recording(
                 path=str(path), label=label, group=f"tape:{tape}" if tape else f"clip:{r['clip_name']}",
-                tape=tape, cut_id=src.get("source_cut", ""),
+                tape=tape, cut_id=src.get("source_cut", ""), source=root.resolve().name,
             ))
     if not out:
         raise DatasetError(f"{table}: no clips listed")
     missing = [r.path for r in out if not Path(r.path).is_file()]
     if missing:
         raise DatasetError(f"{missing[0]}: listed in train.csv but missing ({len(missing)} clips missing in all)")
+    if not sources:
+        out = _group_identical(out)
+    return out
+
+
+def _group_identical(recordings: list[Recording]) -> list[Recording]:
+    """Clips with identical samples share the group of the first of them (in train.csv's order)."""
+    first: dict[str, str] = {}
+    out = []
+    for r in recordings:
+        group = first.setdefault(_content_key(Path(r.path)), r.group)
+        out.append(r if group == r.group else replace(r, group=group))
     return out
 
 

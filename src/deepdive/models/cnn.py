@@ -10,7 +10,8 @@ rates and noise) rather than to memorise one: each frequency band is centred on 
 the spectrogram at four scales, and global mean+max pooling over time and frequency makes the
 decision independent of where in the window a call falls. With narrow widths (16, 32, 48, 64) it is the
 default right-whale detector (`detector-cnn`): band centring is the per-frequency whitening that the
-challenge's best entries applied to their spectrograms.
+challenge's best entries applied to their spectrograms; `contrast=True` adds their contrast enhancement
+as a third channel (bands whitened over time, then frames centred over the bands).
 """
 
 from __future__ import annotations
@@ -62,10 +63,12 @@ class _Block(nn.Module):
 
 class DeepdiveResNet(nn.Module):
     def __init__(self, n_classes: int, input_shape: tuple[int, int], widths=(32, 64, 96, 128), dropout: float = 0.3,
-                 stem_pool: bool = False) -> None:
+                 stem_pool: bool = False, contrast: bool = False) -> None:
         super().__init__()
+        self.contrast = contrast
         # a strided stem halves both axes at once: four times less work in the widest block
-        stem = [nn.Conv2d(2, widths[0], 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()]
+        stem = [nn.Conv2d(3 if contrast else 2, widths[0], 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(widths[0]),
+                nn.ReLU()]
         if stem_pool:  # deepdive-resnet-fast: a max pool after it, a quarter of the positions again
             stem.append(nn.MaxPool2d(2))
         self.stem = nn.Sequential(*stem)
@@ -83,7 +86,13 @@ class DeepdiveResNet(nn.Module):
         x = x.unsqueeze(1)
         centred = (x - x.mean(dim=3, keepdim=True)) / DB_SCALE * 2  # per band, over time
         level = (x + 40.0) / DB_SCALE  # absolute level relative to the window's peak
-        h = self.stages(self.stem(torch.cat([centred, level], dim=1)))
+        channels = [centred, level]
+        if self.contrast:
+            # contrast enhancement as in the challenge's winning entry: each band whitened over time,
+            # then each frame centred over the bands (a broadband click or a level change cancels)
+            white = centred / (centred.std(dim=3, keepdim=True) + 0.05)
+            channels.append(white - white.mean(dim=2, keepdim=True))
+        h = self.stages(self.stem(torch.cat(channels, dim=1)))
         pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
         return self.head(pooled)
 

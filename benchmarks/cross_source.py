@@ -1,0 +1,210 @@
+"""Does a right-whale detector hear the call, or the recorder? Trained on the challenge's own buoy
+clips (../shared/data/rightwhalecalls, Cornell's buoys in Massachusetts Bay), on clips cut from
+Watkins tapes (../shared/data/rightwhale2k), or on both, and tested on each, never on a clip or tape
+that its model heard.
+
+- Within each source, 5-fold cross-validation: buoy clips by clip (identical clips kept together: no
+  metadata says which clips were recorded close together, so this is as honest as the clips are
+  independent, as every published figure on this data), Watkins clips by tape (the folds of
+  `compare_detectors.py --cv`). A model trained on both sources holds out fold i of each at once.
+- The cross-source matrix: trained on buoys only / tapes only / both, tested on each. A source that a
+  model never trained on is scored whole by each of the five fold models: mean ± sd of their AUCs.
+- ROC AUC and average precision, and accuracy/precision/recall/F1 at a threshold (`--threshold`,
+  default the bundled detector's own, since the fold models are trained by its recipe); white noise
+  at 20, 10, 5 and 0 dB SNR on the pooled out-of-fold clips.
+- `--fixed`: the bundled detector (or `--model DIR`) on the fixed test split of its card, per
+  source, clean and with noise: what `make detector` reports.
+
+    .venv/bin/python benchmarks/cross_source.py [--train buoys tapes both] [--recipe cnn] [--reuse] [--fixed]
+
+Every run's out-of-fold probabilities go to runs/cross-source/RECIPE-TRAIN.json (`--reuse` reads them
+instead of training again) and the tables are printed in Markdown. One model trained on the buoy clips
+takes about 10 to 25 minutes on 2 cores (the recipe's epochs), so the whole matrix takes hours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+BUOYS, TAPES = SHARED / "rightwhalecalls", SHARED / "rightwhale2k"
+SOURCES = {"buoys": BUOYS.name, "tapes": TAPES.name}
+
+
+PASSES = {BUOYS.name: 2, TAPES.name: 12}
+
+
+def recipes():
+    """(prepare config, train config) of each recipe, by name; `cnn-mix` is what `make detector` runs.
+
+    Both train the compact CNN for 8 epochs over every buoy clip twice (once as it is, once shifted
+    with noise and gain) and every Watkins clip 12 times (the 224 clips would otherwise be 3% of what
+    the model hears); `cnn-mix` mixes half of the augmented passes over another source's noise clip."""
+    from deepdive.datasets.kaggle import POSITIVE
+    from deepdive.features import StftImageConfig
+    from deepdive.prepare import PrepareConfig
+    from deepdive.train import TrainConfig
+
+    prep = PrepareConfig(features=StftImageConfig(), task="detection", positive=POSITIVE, min_last_s=1.0, pad="mirror",
+                         shift="roll", augment_all=True, val_frac=0.0, source_passes=dict(PASSES))
+    cnn = TrainConfig(model="detector-cnn", epochs=8, patience=8)
+    return {
+        "cnn": (prep, cnn),
+        "cnn-mix": (replace(prep, mix_backgrounds=0.5), cnn),
+    }
+
+
+def load(which: str):
+    from deepdive.datasets import load_datasets
+
+    paths = {"buoys": [BUOYS], "tapes": [TAPES], "both": [BUOYS, TAPES]}[which]
+    return load_datasets("kaggle", [str(p) for p in paths])
+
+
+def run_matrix_row(train_on: str, recipe: str, out: Path, reuse: bool) -> dict:
+    """Cross-validation of `recipe` trained on `train_on`; the other source (if any) scored whole."""
+    from deepdive.crossval import crossval_detector
+    from deepdive.datasets import load_datasets
+
+    path = out / f"{recipe}-{train_on}.json"
+    if reuse and path.is_file():
+        return json.loads(path.read_text())
+    prep, tcfg = recipes()[recipe]
+    recs = load(train_on)
+    present = {r.source for r in recs}
+    prep = replace(prep, source_passes={k: v for k, v in prep.source_passes.items() if k in present})
+    if train_on == "both":
+        other = []
+    else:
+        other_dir = TAPES if train_on == "buoys" else BUOYS
+        other = load_datasets("kaggle", [str(other_dir)])
+    # with both sources, every recording's group is prefixed by its folder: folds within each source
+    # are then those the source gets alone (group_folds deals each source on its own)
+    result = crossval_detector(recs, out / f"work-{recipe}-{train_on}", prep, tcfg, k=5, seed=0,
+                               also_score=other,
+                               progress=lambda i, k, f: print(f"  {recipe}/{train_on}: fold {i}/{k} AUC {f['roc_auc']}"
+                                                              + (f", other source {f['also_roc_auc']}" if "also_roc_auc" in f else ""),
+                                                              file=sys.stderr))
+    result["recipe"] = recipe
+    result["train_on"] = train_on
+    path.write_text(json.dumps(result))
+    return result
+
+
+def source_of_clip(key: str) -> str:
+    return "buoys" if f"/{SOURCES['buoys']}/" in key else "tapes"
+
+
+def cell(result: dict, test_on: str, threshold: float) -> dict:
+    """Figures of one (trained on, tested on) cell from a cross-validation result."""
+    from deepdive.evaluate import detection_metrics
+
+    if result["train_on"] in ("both", test_on):
+        keys = result["clips"]
+        mine = np.array([source_of_clip(k) == test_on for k in keys])
+        y = np.array(result["truth"])[mine]
+        conds = {c: detection_metrics(y, np.array(p)[mine], threshold) for c, p in result["probabilities"].items()}
+        name = SOURCES[test_on]
+        fold_aucs = [f.get("roc_auc_by_source", {}).get(name, f["roc_auc"]) for f in result["folds"]]
+        return {"kind": "out of fold", "n": int(mine.sum()), "conditions": conds,
+                "fold_auc_mean": float(np.mean(fold_aucs)), "fold_auc_std": float(np.std(fold_aucs))}
+    also = result["also"]
+    y = np.array(also["truth"])
+    aucs = [detection_metrics(y, np.array(p), threshold)["roc_auc"] for p in also["probabilities"]]
+    mean = detection_metrics(y, np.mean(also["probabilities"], axis=0), threshold)
+    each = [detection_metrics(y, np.array(p), threshold) for p in also["probabilities"]]
+    return {"kind": "never heard (each fold model)", "n": len(y), "conditions": {"clean": mean},
+            "auc_mean": float(np.mean(aucs)), "auc_std": float(np.std(aucs)),
+            "precision_mean": float(np.mean([e["precision"] for e in each])),
+            "recall_mean": float(np.mean([e["recall"] for e in each]))}
+
+
+def fixed_split(model) -> dict:
+    """The bundle on the test split of its card, per source."""
+    from deepdive.bundle import resolve
+    from deepdive.datasets import load_datasets
+    from deepdive.evaluate import evaluate_detection
+    from deepdive.prepare import split_by_encounter
+
+    bundle = resolve(model, "detection")
+    prep = bundle.card["prepare"]
+    sources = [r["source"] for r in bundle.card["split"]["report"] if r.get("source")] or [TAPES.name]
+    dirs = [SHARED / s for s in dict.fromkeys(sources)]
+    recs = load_datasets("kaggle", [str(d) for d in dirs])
+    assign, _ = split_by_encounter(recs, prep["val_frac"], prep["test_frac"], prep["seed"], prep["fallback_split"])
+    out = {}
+    for d in dirs:
+        test = [(r.key, int(r.label == bundle.positive_label)) for r in recs
+                if assign[r.key] == "test" and (r.source == d.name or len(dirs) == 1)]
+        out[d.name] = evaluate_detection(bundle, test)["conditions"]
+    return {"threshold": bundle.threshold, "by_source": out}
+
+
+def fmt(c: dict) -> str:
+    return (f"{c['roc_auc']:.3f} | {c['average_precision']:.3f} | {c['accuracy']:.3f} | {c['precision']:.2f} | "
+            f"{c['recall']:.2f} | {c['f1']:.2f}")
+
+
+def main() -> int:
+    from deepdive.bundle import resolve
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--train", nargs="*", default=["buoys", "tapes", "both"], choices=["buoys", "tapes", "both"])
+    ap.add_argument("--recipe", default="cnn-mix", choices=sorted(recipes()))
+    ap.add_argument("--out", default=str(ROOT / "runs" / "cross-source"))
+    ap.add_argument("--reuse", action="store_true", help="read cross-validation runs already in --out")
+    ap.add_argument("--threshold", type=float, default=None, help="default: the bundled detector's")
+    ap.add_argument("--fixed", action="store_true", help="also the bundle on its card's fixed test split")
+    ap.add_argument("--model", default=None, help="with --fixed: a bundle folder (default: the bundled detector)")
+    args = ap.parse_args()
+    if not (BUOYS / "train.csv").is_file() or not (TAPES / "train.csv").is_file():
+        print(f"needs {BUOYS} and {TAPES}", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    threshold = args.threshold if args.threshold is not None else resolve(None, "detection").threshold
+    results = {t: run_matrix_row(t, args.recipe, out, args.reuse) for t in args.train}
+
+    print(f"\nRecipe `{args.recipe}`; precision, recall and F1 at threshold {threshold:g}.\n")
+    print("| trained on | tested on | clips | how | ROC AUC | AP | accuracy | precision | recall | F1 |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    for t, res in results.items():
+        for test_on in ("buoys", "tapes"):
+            c = cell(res, test_on, threshold)
+            how = c["kind"]
+            if "fold_auc_mean" in c:
+                how += f": folds {c['fold_auc_mean']:.3f} ± {c['fold_auc_std']:.3f}"
+            if "auc_mean" in c:
+                how += f": AUC {c['auc_mean']:.3f} ± {c['auc_std']:.3f}; row: their mean probability"
+            print(f"| {t} | {test_on} | {c['n']} | {how} | {fmt(c['conditions']['clean'])} |")
+    print("\nNoise (white, relative to each clip's power), pooled out of fold:\n")
+    print("| trained on | tested on | clean | 20 dB | 10 dB | 5 dB | 0 dB |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for t, res in results.items():
+        for test_on in ("buoys", "tapes"):
+            c = cell(res, test_on, threshold)
+            if len(c["conditions"]) > 1:
+                print(f"| {t} | {test_on} | " + " | ".join(f"{v['roc_auc']:.3f}" for v in c["conditions"].values()) + " |")
+    (out / f"{args.recipe}-summary.json").write_text(json.dumps(
+        {t: {s: cell(r, s, threshold) for s in ("buoys", "tapes")} for t, r in results.items()}, indent=1))
+    if args.fixed:
+        fixed = fixed_split(args.model)
+        print(f"\nFixed test split of the card, threshold {fixed['threshold']:g}:\n")
+        print("| tested on | condition | ROC AUC | AP | accuracy | precision | recall | F1 |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        for src, conds in fixed["by_source"].items():
+            for cond, c in conds.items():
+                print(f"| {src} | {cond} | {fmt(c)} |")
+        (out / "fixed.json").write_text(json.dumps(fixed, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
