@@ -110,3 +110,53 @@ def test_stream_equals_load_with_resampling(tmp_path):
     # interior samples agree: block edges are seamless
     assert np.max(np.abs(streamed[1000 : n - 1000] - whole[1000 : n - 1000])) < 1e-3
     assert blocks[1][0] == pytest.approx(len(blocks[0][1]) / 16000)
+
+
+def test_arrays_from_python_are_taken_unambiguously():
+    """(channels, n) and (n, channels) give the same answer (the longer axis is time); a list is an
+    array, not a path; integer arrays are PCM; 3-D arrays, text, a square array, a rate given as text:
+    one clear error of the package's own."""
+    import deepdive
+    from deepdive import synth
+    from deepdive.errors import AudioError
+
+    y = synth.recording("whistle", 16000, 3.0, np.random.default_rng(2))
+    mono = deepdive.classify(y, sr=16000)[0]
+    for samples in (np.stack([y, y]), np.stack([y, y], axis=1), list(y), (y * 32767).astype(np.int16)):
+        top = deepdive.classify(samples, sr=16000)[0]
+        assert top["species"] == mono["species"] and top["probability"] == pytest.approx(mono["probability"], abs=1e-3)
+    assert 0 <= deepdive.detect(np.stack([y, y]), sr=16000) <= 1
+    for samples, sr, says in ((y[None, None], 16000, "3-D"), (np.array(["a", "b"]), 16000, "numbers"),
+                              (np.zeros((4, 4)), 16000, "4 x 4"), (y, "48000", "whole number"), (y, 48000.5, "whole number"),
+                              (y[:100], 16000, "too short"), (y, 100, "outside")):
+        with pytest.raises(AudioError, match=says):
+            deepdive.classify(samples, sr=sr)
+
+
+def test_extreme_float_samples_give_finite_answers(tmp_path):
+    import deepdive
+    from deepdive import synth
+
+    y = synth.recording("upcall", 2000, 2.0, np.random.default_rng(4), n_calls=1)
+    sf.write(tmp_path / "huge.wav", (y / np.abs(y).max() * 3e38).astype(np.float32), 2000, subtype="FLOAT")
+    p = deepdive.detect(tmp_path / "huge.wav")
+    assert np.isfinite(p) and p == pytest.approx(deepdive.detect(y, sr=2000), abs=1e-3)  # the level does not matter
+    stereo = np.stack([y, y], axis=1) / np.abs(y).max() * 3e38  # float64: their sum would overflow float32
+    assert np.isfinite(deepdive.detect(stereo, sr=2000))
+
+
+def test_truncated_compressed_files_are_errors(tmp_path):
+    from deepdive import audio
+    from deepdive.errors import AudioError
+
+    y = np.random.default_rng(0).standard_normal(16000 * 6).astype(np.float32) * 0.1
+    for ext, fmt, sub in (("ogg", "OGG", "VORBIS"), ("opus", "OGG", "OPUS"), ("mp3", "MP3", "MPEG_LAYER_III")):
+        whole = tmp_path / f"whole.{ext}"
+        sf.write(whole, y, 48000 if sub == "OPUS" else 16000, format=fmt, subtype=sub)
+        assert len(audio.load(whole)[0]) == sf.info(str(whole)).frames
+        cut = tmp_path / f"cut.{ext}"
+        cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+        with pytest.raises(AudioError, match="truncated"):
+            audio.load(cut)
+        with pytest.raises(AudioError, match="truncated"):
+            list(audio.stream(cut, block_s=1.0))

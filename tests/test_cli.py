@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -82,3 +83,212 @@ def test_prepare_train_evaluate_commands(synth_corpus, tmp_path):
     assert (model / "eval" / "report.md").is_file()
     res = runner.invoke(app, ["prepare", "watkins", str(tmp_path / "nothing"), "--out", str(store)])
     assert res.exit_code == 1 and "error:" in res.stderr
+
+
+# ---------------------------------------------------------------- bad inputs, bad options, bad places
+# Every case runs the real command line (`python -m deepdive`, through `cli.main`) on a corpus of bad
+# inputs made in tmp_path, and must give its exit code and one `error:` line naming the fix: never a
+# traceback, never a NaN in JSON, and the other files of a batch still processed.
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from deepdive import synth
+
+    d = tmp_path_factory.mktemp("bad")
+    rng = np.random.default_rng(3)
+    y = synth.recording("whistle", 16000, 3.0, rng)
+    sf.write(d / "good.wav", y, 16000)
+    sf.write(d / "clip.aiff", synth.recording("upcall", 2000, 2.0, rng, n_calls=1), 2000, format="AIFF")
+    (d / "notes.wav").write_text("field notes, not audio")
+    sf.write(d / "huge.wav", (y / np.abs(y).max() * 3e38).astype(np.float32), 16000, subtype="FLOAT")
+    sf.write(d / "one_sample.wav", y[:1], 16000)
+    for ext, fmt, sub in (("ogg", "OGG", "VORBIS"), ("mp3", "MP3", "MPEG_LAYER_III")):
+        sf.write(d / f"whole.{ext}", np.tile(y, 3), 16000, format=fmt, subtype=sub)
+        data = (d / f"whole.{ext}").read_bytes()
+        (d / f"cut.{ext}").write_bytes(data[: len(data) // 2])
+    (d / "emptydir").mkdir()
+    (d / "nest" / "sub").mkdir(parents=True)
+    sf.write(d / "nest" / "sub" / "good.wav", y, 16000)
+    (d / "existing_file").write_text("")
+    long_name = d / ("x" * 246 + ".wav")  # 250 bytes: the longest names a file system takes, less a little
+    long_name.write_bytes((d / "good.wav").read_bytes())
+    odd = d / os.fsdecode(b"caf\xe9-\xff.wav")  # not UTF-8
+    odd.write_bytes((d / "good.wav").read_bytes())
+    synth.write_corpus(d / "watkins", encounters=2, cuts_per_encounter=2, seed=1)
+    synth.write_kaggle(d / "challenge", tapes=4, clips_per_tape=4, seed=2)
+    return d
+
+
+def _deepdive(*args, cwd=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "deepdive", *map(str, args)], capture_output=True, cwd=cwd,
+                          timeout=timeout)
+
+
+BAD_CASES = [
+    # (id, arguments (with {d} the corpus folder), exit code, what stderr says)
+    ("out-is-a-file", ["scan", "{d}/good.wav", "--out", "{d}/existing_file"], 1, "is a file, not a folder"),
+    ("out-under-a-file", ["scan", "{d}/good.wav", "--out", "{d}/existing_file/out"], 1, "cannot create the folder"),
+    ("hop-inf", ["scan", "{d}/good.wav", "--out", "{d}/o", "--hop", "inf"], 1, "--hop inf"),
+    ("hop-nan", ["scan", "{d}/good.wav", "--out", "{d}/o", "--hop", "nan"], 1, "--hop nan"),
+    ("hop-zero", ["scan", "{d}/good.wav", "--out", "{d}/o", "--hop", "0"], 1, "above 0"),
+    ("hop-negative", ["scan", "{d}/good.wav", "--out", "{d}/o", "--hop", "-1"], 1, "above 0"),
+    ("hop-huge", ["scan", "{d}/good.wav", "--out", "{d}/o", "--hop", "1e308"], 1, "at most 86400"),
+    ("threshold-5", ["scan", "{d}/good.wav", "--out", "{d}/o", "--threshold", "5"], 1, "from 0 to 1"),
+    ("threshold-nan", ["detect", "{d}/clip.aiff", "--threshold", "nan"], 1, "from 0 to 1"),
+    ("workers-0", ["scan", "{d}/good.wav", "--out", "{d}/o", "--workers", "0"], 1, "--workers 0"),
+    ("top-0", ["classify", "{d}/good.wav", "--top", "0"], 1, "--top 0"),
+    ("top-negative", ["classify", "{d}/good.wav", "--top", "-2"], 1, "--top -2"),
+    ("port-70000", ["serve", "--port", "70000"], 1, "--port 70000"),
+    ("folder-of-folders", ["scan", "{d}/nest", "--out", "{d}/o"], 1, "add --recursive"),
+    ("nothing-to-scan", ["scan", "{d}/emptydir", "--out", "{d}/o"], 1, "no audio files"),
+    ("dask-unreachable", ["scan", "{d}/good.wav", "--out", "{d}/o", "--dask", "tcp://127.0.0.1:1"], 1,
+     "cannot reach the Dask scheduler"),
+    ("submission-into-a-folder", ["detect", "{d}/clip.aiff", "--submission", "{d}/emptydir"], 1,
+     "cannot write the submission"),
+    ("submission-under-a-file", ["detect", "{d}/clip.aiff", "--submission", "{d}/existing_file/sub.csv"], 1,
+     "cannot write the submission"),
+    ("unknown-species", ["prepare", "watkins", "{d}/watkins", "--out", "{d}/s1", "--species", "Unicorn"], 1,
+     "--species Unicorn: not in this dataset; it holds"),
+    ("unknown-family", ["prepare", "watkins", "{d}/watkins", "--out", "{d}/s2", "--family", "Dragons"], 1,
+     "--family Dragons: not in this dataset"),
+    ("detector-on-species-folders", ["evaluate", "{bundled}/detector", "{d}/watkins", "--out", "{d}/ev",
+                                     "--no-update-card"], 1, "none labelled 'right whale'"),
+    ("truncated-ogg", ["classify", "{d}/cut.ogg"], 1, "truncated"),
+    ("truncated-mp3", ["classify", "{d}/cut.mp3"], 1, "truncated"),
+    ("one-sample-classify", ["classify", "{d}/one_sample.wav"], 1, "too short; give at least 0.1 s"),
+    ("one-sample-detect", ["detect", "{d}/one_sample.wav"], 1, "too short; give at least 0.1 s"),
+    ("one-sample-scan", ["scan", "{d}/one_sample.wav", "--out", "{d}/o1"], 1, ""),
+    # one bad argument among good ones: the others still run, the exit code says something failed
+    ("missing-among-good", ["classify", "{d}/good.wav", "{d}/missing.wav", "{d}/good.wav", "-f", "json"], 1,
+     "missing.wav: no such file"),
+    ("empty-folder-among-good", ["detect", "{d}/clip.aiff", "{d}/emptydir", "{d}/clip.aiff", "-f", "json"], 1,
+     "emptydir: no .aiff"),
+    # accepted, and right: a detector on a challenge folder needs no --kind; odd and long names scan
+    ("evaluate-challenge-folder", ["evaluate", "{bundled}/detector", "{d}/challenge", "--out", "{d}/ev2",
+                                   "--no-update-card"], 0, None),
+    ("odd-and-long-names", ["scan", "{odd}", "{long}", "--out", "{d}/names", "--format", "raven,csv,json,parquet"],
+     0, None),
+    ("huge-samples", ["classify", "{d}/huge.wav", "-f", "json"], 0, None),
+    ("huge-samples-detect", ["detect", "{d}/huge.wav", "-f", "json"], 0, None),
+    ("whole-ogg", ["classify", "{d}/whole.ogg", "--top", "1"], 0, None),
+]
+
+
+@pytest.mark.parametrize("case", BAD_CASES, ids=[c[0] for c in BAD_CASES])
+def test_bad_inputs_give_one_line(corpus, case):
+    from pathlib import Path
+
+    import deepdive
+
+    name, args, code, says = case
+    bundled = Path(deepdive.__file__).parent / "bundled"
+    odd = next(p for p in corpus.iterdir() if p.name.startswith("caf"))
+    long = next(p for p in corpus.iterdir() if p.name.startswith("xxxx"))
+    argv = [a.format(d=corpus, bundled=bundled) if "{odd}" not in a and "{long}" not in a else
+            (odd if a == "{odd}" else long) for a in args]
+    res = _deepdive(*argv)
+    err = res.stderr.decode("utf-8", "replace")
+    assert res.returncode == code, (name, err[-2000:])
+    assert "Traceback" not in err, err[-2000:]
+    if says:
+        lines = [line for line in err.splitlines() if line.startswith("error:")]
+        assert any(says in line for line in lines), err
+    out = res.stdout.decode("utf-8", "replace")
+    if "-f" in args and "json" in args:
+        json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    if name == "missing-among-good":
+        assert [("ranking" in o) for o in json.loads(out)] == [True, False, True]
+    if name == "empty-folder-among-good":
+        assert [o["file"].endswith("clip.aiff") and "probability" in o for o in json.loads(out)] == [True, True]
+    if name.startswith("one-sample"):  # the same verdict in every command
+        said = err if name != "one-sample-scan" else (corpus / "o1" / "errors.csv").read_text()
+        assert "too short; give at least 0.1 s" in said
+    if name == "odd-and-long-names":
+        raven = sorted(p.name for p in (corpus / "names").glob("*.selections.txt"))
+        assert len(raven) == 3 and all(len(n.encode()) < 120 for n in raven)  # all, one per file, short names
+    if name == "huge-samples-detect":
+        assert 0 <= json.loads(out)[0]["probability"] <= 1
+
+
+def test_version_and_short_help():
+    from deepdive import __version__
+
+    res = _deepdive("--version")
+    assert res.returncode == 0 and res.stdout.decode().strip() == f"deepdive {__version__}"
+    res = _deepdive("-h")
+    assert res.returncode == 0 and b"classify" in res.stdout
+    res = _deepdive("scan", "-h")
+    assert res.returncode == 0 and b"--hop" in res.stdout
+
+
+def test_a_full_disk_is_one_line(corpus, monkeypatch, capsys):
+    """ENOSPC (or any system error a command did not expect) while writing: one line naming the path."""
+    import errno
+
+    from deepdive import cli, store
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(store, "atomic_write_bytes", full)
+    monkeypatch.setattr(sys, "argv", ["deepdive", "scan", str(corpus / "good.wav"), "--out", str(corpus / "full")])
+    with pytest.raises(SystemExit) as stop:
+        cli.main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 1
+    assert err.strip().splitlines()[-1].startswith("error: ") and "No space left on device" in err
+    assert "Traceback" not in err
+
+
+def test_an_unreadable_folder_is_reported_and_the_rest_scanned(corpus, monkeypatch, tmp_path):
+    """A folder that cannot be listed (as a user without the right would find it) is one failed entry;
+    the files given beside it are still scanned."""
+    from pathlib import Path
+
+    from deepdive.scanning import scan_files
+
+    locked = corpus / "nest"
+    real_iterdir = Path.iterdir
+
+    def iterdir(self):
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    summary = scan_files([locked, corpus / "good.wav"], tmp_path / "out")
+    assert summary["files"] == 2 and summary["failed"] == 1
+    assert "cannot list the folder (Permission denied)" in (tmp_path / "out" / "errors.csv").read_text()
+
+
+def test_raven_names_follow_the_order_given_not_the_finishing_order(corpus, tmp_path):
+    """Same-named files of two folders: the first given is x.selections.txt, the second x-2, with
+    worker processes finishing in any order; a rerun keeps the names."""
+    from deepdive.scanning import _raven_names, scan_files
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    long = np.tile(sf.read(corpus / "good.wav")[0], 20)  # the first takes longer: it finishes last
+    sf.write(a / "x.wav", long, 16000)
+    sf.write(b / "x.wav", sf.read(corpus / "good.wav")[0], 16000)
+    assert _raven_names([a / "x.wav", b / "x.wav"], set()) == {str(a / "x.wav"): "x.selections.txt",
+                                                               str(b / "x.wav"): "x-2.selections.txt"}
+    scan_files([a / "x.wav", b / "x.wav"], tmp_path / "out", model="species", workers=2)
+    journal = [json.loads(line) for line in (tmp_path / "out" / "journal.jsonl").read_text().splitlines()]
+    assert {e["file"]: e["raven"] for e in journal} == {str(a / "x.wav"): "x.selections.txt",
+                                                        str(b / "x.wav"): "x-2.selections.txt"}
+
+
+def test_a_second_scan_into_the_same_folder_stops_at_once(corpus, tmp_path):
+    import fcntl
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".scan.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        res = _deepdive("scan", corpus / "good.wav", "--out", out)
+    assert res.returncode == 1 and b"another scan is writing into this folder" in res.stderr
+    assert not (out / "journal.jsonl").exists()
+    assert _deepdive("scan", corpus / "good.wav", "--out", out).returncode == 0  # once the first is done

@@ -290,3 +290,179 @@ def test_deepdive_serve_answers_on_loopback(tmp_path):
     finally:
         server.terminate()
         server.wait(30)
+
+
+# ---------------------------------------------------------------- the real `deepdive serve`, as an attacker tries it
+
+
+@pytest.fixture(scope="module")
+def real_server():
+    """`deepdive serve` itself, with a 1 s header timeout: its base URL."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "deepdive", "serve", "--port", str(port), "--header-timeout", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                httpx.get(f"{url}/api/health", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None, server.stderr.read().decode()
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+NO_PATH = re.compile(r"(^|[\s'\"(])/[\w.-]+/")  # an absolute path in an answer
+
+
+def test_real_server_refuses_bad_hops_and_names_no_path(real_server, recording):
+    import httpx
+
+    data = recording.read_bytes()
+    for hop in ("inf", "1e308", "nan", "-1", "0"):
+        r = httpx.post(f"{real_server}/api/scan?hop={hop}", files={"file": ("calls.wav", data)}, timeout=60)
+        assert r.status_code == 422, (hop, r.text)
+    r = httpx.post(f"{real_server}/api/scan?hop=1e-300", files={"file": ("calls.wav", data)}, timeout=120)
+    assert r.status_code == 200  # rounded up to one STFT frame: bounded work
+    r = httpx.post(f"{real_server}/api/detect?recall=0.3", files={"file": ("calls.wav", data)}, timeout=60)
+    assert r.status_code == 422 and "0.3" in r.json()["detail"] and not NO_PATH.search(r.text), r.text
+    r = httpx.post(f"{real_server}/api/classify", files={"file": ("notes.wav", b"not audio at all")}, timeout=60)
+    assert r.status_code == 415 and "notes.wav" in r.json()["detail"] and not NO_PATH.search(r.text), r.text
+    y = synth.recording("upcall", 2000, 2.0, np.random.default_rng(1), n_calls=1)
+    huge = wav_bytes((y / np.abs(y).max() * 3e38).astype(np.float32), 2000, "FLOAT")
+    r = httpx.post(f"{real_server}/api/detect", files={"file": ("huge.wav", huge)}, timeout=60)
+    assert r.status_code == 200 and 0 <= r.json()["probability"] <= 1  # never null
+
+
+def test_real_server_headers_and_cross_origin(real_server, recording):
+    import httpx
+
+    page = httpx.get(f"{real_server}/")
+    for h in (httpx.get(f"{real_server}/api/health").headers, page.headers):
+        assert h["x-content-type-options"] == "nosniff" and h["x-frame-options"] == "DENY"
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert "access-control-allow-origin" not in page.headers
+    data = recording.read_bytes()
+    r = httpx.post(f"{real_server}/api/detect", files={"file": ("calls.wav", data)},
+                   headers={"Origin": "http://evil.example"}, timeout=60)
+    assert r.status_code == 403 and "--allow-origin" in r.json()["detail"]
+    assert "access-control-allow-origin" not in r.headers
+    same = httpx.post(f"{real_server}/api/detect", files={"file": ("calls.wav", data)},
+                      headers={"Origin": real_server}, timeout=60)
+    assert same.status_code == 200
+
+
+def test_real_server_closes_connections_that_never_finish_their_headers(real_server):
+    """Half-sent requests held open: the server closes them after --header-timeout, and answers
+    /api/health all along."""
+    import socket
+    import time
+
+    import httpx
+
+    host, port = real_server.removeprefix("http://").split(":")
+    held = []
+    for _ in range(50):
+        s = socket.create_connection((host, int(port)))
+        s.sendall(b"POST /api/classify HTTP/1.1\r\nHost: x\r\nContent-Type: multi")  # and nothing more
+        held.append(s)
+    assert httpx.get(f"{real_server}/api/health", timeout=5).status_code == 200
+    time.sleep(2.5)
+    closed = 0
+    for s in held:
+        s.settimeout(2)
+        try:
+            closed += s.recv(1) == b""
+        except (ConnectionResetError, TimeoutError):
+            closed += 1
+        s.close()
+    assert closed == len(held)
+    assert httpx.get(f"{real_server}/api/health", timeout=5).status_code == 200
+
+
+def test_slow_uploads_are_ended(tmp_path):
+    """An upload that stalls, or trickles under the minimum rate after the grace period: 408."""
+    import socket
+    import time
+
+    import uvicorn
+
+    settings = Settings(workers=1, body_idle_s=1.0, body_grace_s=1.0, min_upload_rate=10_000)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(600):
+        if server.started:
+            break
+        time.sleep(0.1)
+    try:
+        head = (b"POST /api/classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                b"Content-Length: 100000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; "
+                b"filename=\"x.wav\"\r\n\r\n")
+        for trickle in (False, True):
+            with socket.create_connection(("127.0.0.1", port)) as c:
+                c.sendall(head)
+                c.settimeout(10)
+                if trickle:  # 20 bytes a second, well under the minimum rate
+                    answer = b""
+                    for _ in range(60):
+                        try:
+                            c.sendall(b"x" * 20)
+                        except OSError:
+                            break
+                        c.setblocking(False)
+                        try:
+                            answer += c.recv(4096)
+                        except BlockingIOError:
+                            pass
+                        c.setblocking(True)
+                        if answer:
+                            break
+                        time.sleep(1)
+                else:  # stalls
+                    answer = c.recv(4096)
+                assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def test_a_scan_request_is_bounded_in_windows(recording):
+    with TestClient(create_app(Settings(workers=1, max_windows=50))) as client:
+        r = client.post("/api/scan?hop=0.05", files={"file": ("calls.wav", recording.read_bytes())})
+        assert r.status_code == 422 and "more than this server scores" in r.json()["detail"]
+        assert client.post("/api/scan", files={"file": ("calls.wav", recording.read_bytes())}).status_code == 200
+
+
+def test_work_stops_when_called_off():
+    """The web server sets the event when its client goes away: reading audio stops at the next block."""
+    import threading as th
+
+    from deepdive import audio
+    from deepdive.audio import Cancelled, cancel_when
+
+    stop = th.Event()
+    y = np.zeros(16000 * 5, np.float32)
+    with cancel_when(stop):
+        assert len(list(audio.blocks(y, 16000, 16000))) == 1
+        stop.set()
+        with pytest.raises(Cancelled):
+            list(audio.blocks(y, 16000, 16000))
+    assert len(list(audio.blocks(y, 16000, 16000))) == 1  # outside the block: no effect

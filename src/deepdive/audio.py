@@ -7,6 +7,9 @@ explicitly. Files are never trusted: empty, truncated, NaN/inf or unusable sampl
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,10 @@ __all__ = ["AudioError", "AudioInfo", "info", "load", "resample", "stream", "che
 
 MIN_SR = 500
 MAX_SR = 384_000
+MIN_DURATION_S = 0.1  # shorter inputs are refused by every command alike (classify, detect, scan)
+# Float files are nominally within [-1, 1]; far beyond that (up to float32's 3.4e38) the power of a
+# window overflows. Features are relative to each window's peak, so such audio is scaled down first.
+HUGE = 1e6
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,15 @@ def _check_sr(sr: int, where: str) -> None:
         )
 
 
+def sf_path(path: str) -> str | bytes:
+    """The path as soundfile can open it: a name that is not UTF-8 (surrogate escapes) as its bytes."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
 def info(path: str | Path) -> AudioInfo:
     """Header facts of an audio file, without reading its samples."""
     p = str(path)
@@ -51,13 +67,15 @@ def info(path: str | Path) -> AudioInfo:
     if Path(p).stat().st_size == 0:
         raise AudioError(f"{p}: file is empty (0 bytes)")
     try:
-        i = sf.info(p)
+        i = sf.info(sf_path(p))
     except Exception as exc:  # libsndfile says why in many ways
         raise UnreadableAudioError(f"{p}: not a readable audio file ({_short(exc)})") from None
     _check_sr(int(i.samplerate), p)
     missing = _declared_shortfall(p)
     if missing:
         raise AudioError(f"{p}: truncated ({missing} bytes of samples missing); copy or download the file again")
+    if i.format == "OGG" and _ogg_unfinished(p):
+        raise AudioError(f"{p}: truncated (the Ogg stream stops before its last page); copy or download the file again")
     if i.frames <= 0:
         raise AudioError(f"{p}: no samples in the file (zero length)")
     return AudioInfo(p, int(i.samplerate), int(i.channels), int(i.frames), i.format, i.subtype)
@@ -95,21 +113,86 @@ def _declared_shortfall(path: str) -> int:
     return 0
 
 
+def _ogg_unfinished(path: str) -> bool:
+    """Whether an Ogg file (Vorbis, Opus, FLAC in Ogg) was cut short: its last page is incomplete, or
+    is not marked as the end of the stream. libsndfile reads such a file as a shorter recording."""
+    import struct
+
+    size = Path(path).stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(0, size - 70_000))  # an Ogg page is at most 65,307 bytes
+        tail = f.read()
+    page = tail.rfind(b"OggS")
+    while page >= 0:
+        head = tail[page : page + 27]
+        if len(head) == 27 and head[4] == 0:  # stream structure version 0: a page header
+            n_seg = head[26]
+            lacing = tail[page + 27 : page + 27 + n_seg]
+            end = page + 27 + n_seg + sum(lacing)
+            if len(lacing) == n_seg and end == len(tail):
+                return not struct.unpack("B", head[5:6])[0] & 0x04  # the end-of-stream flag
+            return True  # the last page runs past the end of the file, or stops before it
+        page = tail.rfind(b"OggS", 0, page)
+    return True
+
+
 def _short(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[-1][:160] if text else type(exc).__name__
 
 
 def check_samples(y: np.ndarray, where: str) -> np.ndarray:
-    """Reject NaN/inf samples; return float32 mono."""
+    """Reject NaN/inf samples; return float32 mono (channels averaged in float64, so that samples
+    near float32's largest do not overflow), scaled down when its peak is beyond `HUGE`."""
     if y.ndim == 2:
-        y = y[:, 0] if y.shape[1] == 1 else y.mean(axis=1)
+        y = y[:, 0] if y.shape[1] == 1 else y.astype(np.float64).mean(axis=1)
+    if y.size and not np.isfinite(y).all():
+        raise AudioError(f"{where}: the audio holds NaN or infinite samples; re-export the file")
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    if peak > HUGE:
+        y = y / peak
     y = np.asarray(y, dtype=np.float32)
     if y.size == 0:
         raise AudioError(f"{where}: no samples (zero length)")
-    if not np.isfinite(y).all():
-        raise AudioError(f"{where}: the audio holds NaN or infinite samples; re-export the file")
     return y
+
+
+def as_samples(samples, sr, where: str = "array input") -> tuple[np.ndarray, int]:
+    """An array given to the Python API, as mono float32 with an integer rate, or one clear error.
+
+    1-D is mono; 2-D is (channels, n) or (n, channels): the longer axis is time (a 2-D array with
+    both axes equal is refused, since nothing tells which is which). Lists and tuples are arrays.
+    Channels are averaged."""
+    if isinstance(sr, float | np.floating) and float(sr).is_integer():
+        sr = int(sr)
+    if isinstance(sr, bool) or not isinstance(sr, int | np.integer):
+        raise AudioError(f"{where}: sr must be a whole number of Hz (e.g. sr=48000), not {sr!r}")
+    sr = int(sr)
+    if not (MIN_SR <= sr <= MAX_SR):
+        raise AudioError(f"{where}: sample rate {sr} Hz is outside {MIN_SR}-{MAX_SR} Hz")
+    try:
+        y = np.asarray(samples)
+    except (ValueError, TypeError) as exc:
+        raise AudioError(f"{where}: not an array of samples ({_short(exc)})") from None
+    if y.dtype.kind not in "iuf":
+        raise AudioError(f"{where}: samples must be numbers (integers or floats), not {y.dtype}")
+    if y.ndim == 2:
+        if y.shape[0] == y.shape[1] and y.shape[0] > 1:
+            raise AudioError(f"{where}: a {y.shape[0]} x {y.shape[1]} array: pass (n,) mono, or (n, channels) with n "
+                             "longer than the channels")
+        if y.shape[0] < y.shape[1]:
+            y = y.T  # (channels, n) -> (n, channels)
+    elif y.ndim != 1:
+        raise AudioError(f"{where}: a {y.ndim}-D array; pass (n,) mono or (n, channels) samples")
+    if y.dtype.kind in "iu":  # integer PCM: full scale is 1.0, as soundfile reads files
+        y = y.astype(np.float64) / float(np.iinfo(y.dtype).max + 1)
+    return check_samples(y, where), sr
+
+
+def check_duration(n: int, sr: int, where: str) -> None:
+    """Every command refuses the same too-short input, with the same words."""
+    if n < MIN_DURATION_S * sr:
+        raise AudioError(f"{where}: {n / sr:.3g} s of audio is too short; give at least {MIN_DURATION_S:g} s")
 
 
 def resample(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -135,14 +218,23 @@ def load(
     start = int(round(offset_s * meta.sr))
     stop = meta.frames if duration_s is None else min(meta.frames, start + int(round(duration_s * meta.sr)))
     try:
-        y = sf.read(meta.path, start=start, stop=stop, dtype="float32", always_2d=True)[0]
+        y = sf.read(sf_path(meta.path), start=start, stop=stop, dtype="float32", always_2d=True)[0]
     except Exception as exc:
         raise AudioError(f"{meta.path}: could not read samples ({_short(exc)}); the file may be truncated") from None
+    _check_complete(meta, len(y), stop - start)
     y = check_samples(y, meta.path)
     if sr is not None and sr != meta.sr:
         y = resample(y, meta.sr, sr)
         return y, sr
     return y, meta.sr
+
+
+def _check_complete(meta: AudioInfo, got: int, expected: int) -> None:
+    """A file that decodes to fewer samples than its header declares was cut short (an MP3 whose
+    header counts its frames, say): an error, not a shorter recording. One codec frame of slack."""
+    if got < expected - 2048:
+        raise AudioError(f"{meta.path}: truncated ({expected - got} of {expected} samples missing); copy or "
+                         "download the file again")
 
 
 def stream(
@@ -161,11 +253,15 @@ def stream(
 
         resampler = soxr.ResampleStream(meta.sr, out_sr, 1, dtype="float32", quality="HQ")
     t_out = 0
+    read = 0
     try:
-        with sf.SoundFile(meta.path) as f:
+        with sf.SoundFile(sf_path(meta.path)) as f:
             while True:
                 y = f.read(block, dtype="float32", always_2d=True)
+                read += len(y)
                 last = len(y) < block
+                if last:
+                    _check_complete(meta, read, meta.frames)
                 if len(y) == 0 and not last:
                     break
                 y = check_samples(y, meta.path) if len(y) else np.zeros(0, np.float32)
@@ -182,14 +278,44 @@ def stream(
         raise AudioError(f"{meta.path}: could not read samples ({_short(exc)}); the file may be truncated") from None
 
 
+class Cancelled(AudioError):
+    """The work reading this audio was called off (the client of a web request went away)."""
+
+
+_cancel = threading.local()
+
+
+@contextlib.contextmanager
+def cancel_when(event: threading.Event):
+    """Within this block, reading audio in this thread (`blocks`) stops with `Cancelled` once `event`
+    is set: a long analysis stops at its next block instead of running to the end for nobody."""
+    before = getattr(_cancel, "event", None)
+    _cancel.event = event
+    try:
+        yield
+    finally:
+        _cancel.event = before
+
+
+def _check_cancelled() -> None:
+    event = getattr(_cancel, "event", None)
+    if event is not None and event.is_set():
+        raise Cancelled("stopped: the work was called off")
+
+
 def blocks(source, sr_out: int, sr: int | None = None, block_s: float = 60.0) -> Iterator[np.ndarray]:
-    """Mono float32 blocks at `sr_out` of a file (streamed) or of an array given with its `sr`."""
-    if isinstance(source, np.ndarray):
+    """Mono float32 blocks at `sr_out` of a file (streamed) or of an array given with its `sr`; see
+    `cancel_when`."""
+    _check_cancelled()
+    if isinstance(source, np.ndarray | list | tuple):
         if sr is None:
             raise AudioError("array input: give its sample rate, e.g. classify(samples, sr=48000)")
-        if not (MIN_SR <= sr <= MAX_SR):
-            raise AudioError(f"array input: sample rate {sr} Hz is outside {MIN_SR}-{MAX_SR} Hz")
-        yield resample(check_samples(np.asarray(source, dtype=np.float32), "array input"), sr, sr_out)
+        y, sr = as_samples(source, sr)
+        check_duration(len(y), sr, "array input")
+        yield resample(y, sr, sr_out)
         return
+    meta = info(source)
+    check_duration(meta.frames, meta.sr, meta.path)
     for _, block, _ in stream(source, block_s=block_s, sr=sr_out):
+        _check_cancelled()
         yield block

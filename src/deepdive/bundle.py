@@ -201,7 +201,10 @@ class Bundle:
         session = self.session_with(threads or env_threads())
         name = session.get_inputs()[0].name
         out = [session.run(None, {name: feats[i : i + batch_size]})[0] for i in range(0, len(feats), batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
+        logits = np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
+        if not np.isfinite(logits).all():  # never a NaN probability in an answer
+            raise ModelError(f"{self.path.name}: the model gave no finite score for this audio; check the file's samples")
+        return logits
 
     def predict(self, feats: np.ndarray, batch_size: int = 16, threads: int | None = None) -> np.ndarray:
         """Class probabilities for windows of features, shape (n, n_classes)."""

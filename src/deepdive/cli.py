@@ -11,11 +11,53 @@ import typer
 
 from .errors import DeepdiveError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+HELP = {"help_option_names": ["-h", "--help"]}
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, context_settings=HELP,
                   help="Marine-mammal bioacoustics: rank species in recordings, detect right-whale calls, train and "
                        "evaluate models.")
-data_app = typer.Typer(no_args_is_help=True, help="Get training data.")
+data_app = typer.Typer(no_args_is_help=True, context_settings=HELP, help="Get training data.")
 app.add_typer(data_app, name="data")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"deepdive {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit")] = False,
+) -> None:
+    """Marine-mammal bioacoustics: rank species in recordings, detect right-whale calls, train and evaluate models."""
+
+
+def _check(ok: bool, message: str) -> None:
+    """A bad option value: one line naming the fix (raised as the package's error)."""
+    if not ok:
+        raise DeepdiveError(message)
+
+
+def _finite(x: float) -> bool:
+    return x == x and abs(x) != float("inf")
+
+
+def _check_threshold(threshold: float | None) -> None:
+    if threshold is not None:
+        _check(_finite(threshold) and 0 <= threshold <= 1, f"--threshold {threshold}: give a probability from 0 to 1")
+
+
+def _check_hop(hop: float | None) -> None:
+    if hop is not None:
+        from .scanning import check_hop
+
+        try:
+            check_hop(hop)
+        except DeepdiveError as exc:
+            raise DeepdiveError(f"--{exc} (default: half a window)") from None
 
 
 def _console(stderr: bool = False):
@@ -92,6 +134,7 @@ def classify(
     from .predict import classify as rank
 
     try:
+        _check(top is None or top >= 1, f"--top {top}: give how many species to show, 1 or more")
         bundle = resolve(model, "species")
     except DeepdiveError as exc:
         _fail(str(exc))
@@ -295,7 +338,8 @@ def evaluate(
     model: Annotated[Path, typer.Argument(help="Model bundle folder")],
     data: Annotated[Path, typer.Argument(help="A prepared store, or a dataset folder (scored whole)")],
     split: Annotated[str, typer.Option(help="Store split to score: test, val, train or all")] = "test",
-    kind: Annotated[Kind, typer.Option(help="Layout when DATA is a dataset")] = Kind.watkins,
+    kind: Annotated[Kind | None, typer.Option(
+        help="Layout when DATA is a dataset (default: kaggle for a folder with train.csv, else watkins)")] = None,
     out: Annotated[Path | None, typer.Option(help="Report folder (default: MODEL/eval)")] = None,
     update_card: Annotated[bool, typer.Option(help="Write the figures into the bundle's card")] = True,
 ) -> None:
@@ -310,13 +354,19 @@ def evaluate(
             from .bundle import resolve
             from .datasets import load_dataset
 
-            recs = load_dataset(kind.value, str(data))
+            layout = kind.value if kind else ("kaggle" if (data / "train.csv").is_file() else "watkins")
+            recs = load_dataset(layout, str(data))
             bundle = resolve(model)
             if bundle.task == "detection":
                 from .evaluate import evaluate_detection
 
                 positive = bundle.card["positive_label"]
-                report = evaluate_detection(bundle, [(r.key, int(r.label == positive)) for r in recs],
+                truth = [int(r.label == positive) for r in recs]
+                _check(0 < sum(truth) < len(truth),
+                       f"{data}: read as the {layout} layout, its {len(recs)} recordings are "
+                       f"{'all' if all(truth) else 'none'} labelled '{positive}': a detector is scored on calls and "
+                       "non-calls together (a challenge folder: --kind kaggle)")
+                report = evaluate_detection(bundle, [(r.key, t) for r, t in zip(recs, truth, strict=True)],
                                             on_error=lambda k, m: _fail(m))
                 report["split"] = "all"
             else:
@@ -386,25 +436,36 @@ def detect(
     from .predict import detect as detect_one
 
     try:
+        _check_threshold(threshold)
         bundle = resolve(model, "detection")
         t = bundle.pick_threshold(threshold, recall)
-        paths: list[Path] = []
-        for f in files:
-            paths += list_test_clips(f) if f.is_dir() else [f]
     except DeepdiveError as exc:
         _fail(str(exc))
         raise typer.Exit(1) from None
+    paths: list[Path] = []
+    bad_folders = False
+    for f in files:  # a folder with no clips is reported, and the other arguments still run
+        try:
+            paths += list_test_clips(f) if f.is_dir() else [f]
+        except (DeepdiveError, OSError) as exc:
+            bad_folders = True
+            _fail(str(exc) if isinstance(exc, DeepdiveError) else f"{f}: {exc.strerror}")
 
     def one(f: Path) -> dict:
         p = detect_one(f, model=bundle)
         return {"probability": round(p, 6), "detected": p >= t}
 
     results, failed = _each_file(paths, one, "detecting", 20)
+    failed = failed or bad_folders
     if submission is not None:
         from .store import atomic_write_text
 
-        atomic_write_text(submission, submission_csv([(Path(r["file"]).name, r["probability"]) for r in results
-                                                      if "error" not in r]))
+        try:
+            atomic_write_text(submission, submission_csv([(Path(r["file"]).name, r["probability"]) for r in results
+                                                          if "error" not in r]))
+        except OSError as exc:
+            _fail(f"{submission}: cannot write the submission ({exc.strerror}); choose another --submission path")
+            raise typer.Exit(1) from None
     if format is Format.json:
         print(detections_json(results))
     elif format is Format.csv:
@@ -438,6 +499,9 @@ def scan(
     from .scanning import scan_files
 
     try:
+        _check_hop(hop)
+        _check_threshold(threshold)
+        _check(workers >= 1, f"--workers {workers}: give how many processes scan files at once, 1 or more")
         if recall is not None:
             from .bundle import resolve
 
@@ -455,8 +519,9 @@ def scan(
         _fail(str(exc))
         raise typer.Exit(1) from None
     resumed = f" ({summary['resumed_files']} already done)" if summary["resumed_files"] else ""
+    speed = f", {summary['times_real_time']}x real time" if summary["times_real_time"] else ""
     print(f"{summary['files']} files{resumed}, {summary['audio_hours']:.2f} h of audio, {summary['events']} events, "
-          f"{summary['failed']} failed, {summary['times_real_time']}x real time -> {out}")
+          f"{summary['failed']} failed{speed} -> {out}")
     if summary["failed"]:
         print(f"failed files: {out / 'errors.csv'}")
         raise typer.Exit(1)
@@ -549,10 +614,14 @@ def serve(
     species_model: Annotated[Path | None, typer.Option(help="Species bundle folder; default: the bundled one")] = None,
     detector_model: Annotated[Path | None, typer.Option(help="Detector bundle folder; default: the bundled one")] = None,
     workers: Annotated[int | None, typer.Option(help="Requests analysed at once; default: the number of cores")] = None,
+    allow_origin: Annotated[list[str] | None, typer.Option(
+        help="A web page origin (https://host:port) allowed to call the API from a browser (repeat); default: none")] = None,
+    header_timeout: Annotated[float, typer.Option(
+        help="Seconds a client has to send a request's headers before its connection is closed")] = 15.0,
 ) -> None:
     """Serve the web page at / and the REST API at /api (OpenAPI docs at /docs), models loaded once."""
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401  (the web extra's)
 
         from .bundle import resolve
         from .web import Settings, create_app
@@ -560,6 +629,10 @@ def serve(
         _fail(f"the web server needs the web extra ({exc.name} is missing): pip install 'deepdive[web]'")
         raise typer.Exit(1) from None
     try:  # a bad --species-model or --detector-model is told here, in one line, not as a start-up traceback
+        _check(1 <= port <= 65535, f"--port {port}: give a port from 1 to 65535 (ports below 1024 need root)")
+        _check(_finite(max_upload_mb) and max_upload_mb > 0, f"--max-upload-mb {max_upload_mb}: give a size above 0")
+        _check(workers is None or workers >= 1, f"--workers {workers}: give 1 or more")
+        _check(_finite(header_timeout) and header_timeout > 0, f"--header-timeout {header_timeout}: give seconds above 0")
         resolve(species_model, "species")
         resolve(detector_model or "rightwhale", "detection")
     except DeepdiveError as exc:
@@ -567,17 +640,29 @@ def serve(
         raise typer.Exit(1) from None
     settings = Settings(max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                         species_model=str(species_model) if species_model else None,
-                        detector_model=str(detector_model) if detector_model else None)
+                        detector_model=str(detector_model) if detector_model else None,
+                        allow_origins=list(allow_origin or []))
     if workers:
         settings.workers = workers
     print(f"deepdive: http://{host}:{port}/  (API docs: http://{host}:{port}/docs; Ctrl+C stops)", file=sys.stderr)
-    # keep-alive 60 s, not uvicorn's 5: a client whose pooled connection waited longer than that behind
-    # queued analyses would otherwise race the server's close and see a dropped connection
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", timeout_keep_alive=60)
+    from .web.server import serve as run
+
+    try:
+        run(create_app(settings), host, port, header_timeout_s=header_timeout)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        _fail(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port or --host")
+        raise typer.Exit(1) from None
 
 
 def main() -> None:
-    app()
+    """The command line; a system error nothing else caught (a full disk, a folder that cannot be written)
+    is one line naming the path, not a traceback."""
+    try:
+        app()
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

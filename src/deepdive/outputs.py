@@ -180,6 +180,12 @@ def _parquet_bytes(table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def utf8(path: str) -> str:
+    """A path as valid UTF-8 text for formats that require it (Parquet): the bytes of a name that is
+    not UTF-8 become U+FFFD (text formats keep the name's own bytes instead)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def windows_parquet(parts, bundle) -> bytes:
     """One row per window of every file: file, start_s, end_s, then the score(s): `probability` for a
     detector; `label`, `probability` (the top species') and one column per species for a species model."""
@@ -189,7 +195,7 @@ def windows_parquet(parts, bundle) -> bytes:
     window = bundle.features.window_s
     files, starts, scores = [], [], []
     for path, part in parts:
-        files += [path] * len(part["starts"])
+        files += [utf8(path)] * len(part["starts"])
         starts.append(part["starts"])
         scores.append(part["scores"])
     start = np.concatenate(starts) if starts else np.zeros(0)
@@ -209,7 +215,7 @@ def windows_parquet(parts, bundle) -> bytes:
 def events_parquet(results) -> bytes:
     import pyarrow as pa
 
-    rows = [{"file": r.path, **e} for r in results for e in r.events]
+    rows = [{"file": utf8(r.path), **e} for r in results for e in r.events]
     schema = pa.schema([("file", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()), ("label", pa.string()),
                         ("scientific_name", pa.string()), ("peak", pa.float64()), ("mean", pa.float64()),
                         ("windows", pa.int64())])

@@ -56,7 +56,7 @@ def _scored_windows(source, bundle: Bundle, sr: int | None, score, what: str) ->
         starts.append(s)
         scores.append(score(f))
     if not scores:
-        raise AudioError(f"{source if not isinstance(source, np.ndarray) else 'array input'}: too short to {what}")
+        raise AudioError(f"{source if isinstance(source, str | Path) else 'array input'}: too short to {what}")
     return np.concatenate(starts), np.concatenate(scores)
 
 
@@ -83,7 +83,8 @@ def classify(
 ) -> list[dict]:
     """Rank every species the model knows for one recording, most to least probable.
 
-    `path_or_array`: a file path, or a 1-D (or (n, channels)) array with its `sr`. `model`: a bundle
+    `path_or_array`: a file path, or samples with their `sr` (an array or a list: 1-D, or 2-D with
+    the longer axis as time, channels averaged; integers are PCM, full scale 1.0). `model`: a bundle
     folder or None for the bundled species model. Returns
     `[{"species": ..., "scientific_name": ..., "probability": ...}, ...]`; the probabilities of the
     full ranking sum to 1.

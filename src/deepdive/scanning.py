@@ -408,7 +408,7 @@ def window_scores(source, model=None, hop_s: float | None = None, sr: int | None
     CPU, or DEEPDIVE_THREADS): stretches of the file are featurised and scored side by side, each
     thread with a one-thread ONNX Runtime session; the scores are the same whatever the count."""
     bundle = resolve("rightwhale" if model is None else model)
-    hop = bundle.features.window_s / 2 if hop_s is None else hop_s
+    hop = bundle.features.window_s / 2 if hop_s is None else check_hop(hop_s)
     lanes = cpu_threads() if threads is None else max(1, threads)
     score = bundle.detect if bundle.task == "detection" else bundle.predict
     starts, scores = [], []
@@ -419,6 +419,26 @@ def window_scores(source, model=None, hop_s: float | None = None, sr: int | None
     if not scores:
         raise AudioError(f"{source if not isinstance(source, np.ndarray) else 'array input'}: nothing to scan")
     return np.concatenate(starts), np.concatenate(scores), bundle
+
+
+MAX_HOP_S = 86_400.0
+
+
+def check_hop(hop_s: float) -> float:
+    """A hop a scan can use: a finite number of seconds above 0 and at most a day."""
+    from .errors import DeepdiveError
+
+    if not (isinstance(hop_s, int | float) and 0 < hop_s <= MAX_HOP_S):
+        raise DeepdiveError(f"hop {hop_s}: give the seconds between window starts, above 0 and at most {MAX_HOP_S:g}")
+    return float(hop_s)
+
+
+def window_count(duration_s: float, bundle: Bundle, hop_s: float | None = None) -> int:
+    """About how many windows a scan of `duration_s` seconds scores (the hop rounded as the scan rounds it)."""
+    cfg = bundle.features
+    hop = cfg.window_s / 2 if hop_s is None else check_hop(hop_s)
+    frame = getattr(cfg, "hop_length", 1) / cfg.sr  # spectrogram scans round the hop to whole frames
+    return int(max(0.0, duration_s - cfg.window_s) // max(hop, frame)) + 2
 
 
 def events_from_scores(starts: np.ndarray, scores: np.ndarray, bundle: Bundle, threshold: float | None = None
@@ -476,17 +496,31 @@ class FileResult:
     scores: np.ndarray | None = None  # (n,) call probabilities or (n, n_labels) probabilities
 
 
-def find_audio(paths, recursive: bool = False) -> list[Path]:
-    """The audio files named, and those inside the folders named (their subfolders too with `recursive`)."""
+def find_audio(paths, recursive: bool = False, errors: list | None = None) -> list[Path]:
+    """The audio files named, and those inside the folders named (their subfolders too with `recursive`).
+
+    A folder that cannot be listed is appended to `errors` as (path, message) when that list is given
+    (else raised); a folder with no audio file but subfolders says to add --recursive."""
     from .datasets.folders import AUDIO_SUFFIXES
+    from .errors import DeepdiveError
 
     out: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
-            found = p.rglob("*") if recursive else p.iterdir()
-            out += sorted(f for f in found if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
-        else:
+        if not p.is_dir():
             out.append(p)
+            continue
+        try:
+            found = list(p.rglob("*") if recursive else p.iterdir())
+        except OSError as exc:
+            message = f"{p}: cannot list the folder ({exc.strerror})"
+            if errors is None:
+                raise DeepdiveError(message) from None
+            errors.append((p, message))
+            continue
+        audio_files = sorted(f for f in found if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file())
+        if not audio_files and not recursive and any(f.is_dir() for f in found):
+            raise DeepdiveError(f"{p}: no audio files in it, only subfolders; add --recursive to scan those")
+        out += audio_files
     return out
 
 
@@ -503,6 +537,8 @@ def scan_file(path, model=None, hop_s: float | None = None, threshold: float | N
         return FileResult(str(path), duration, events, "", starts, scores.astype(np.float32))
     except DeepdiveError as exc:
         return FileResult(str(path), 0.0, [], str(exc))
+    except OSError as exc:  # e.g. a file that cannot be opened for reading
+        return FileResult(str(path), 0.0, [], f"{path}: {exc.strerror or exc}")
 
 
 FORMATS = ("raven", "csv", "json", "parquet")
@@ -528,13 +564,36 @@ def _read_journal(out: Path) -> dict[str, dict]:
     return done
 
 
+def _safe_stem(path: str, limit: int = 80) -> str:
+    """A file's stem fit for an output file name: at most `limit` characters, and undecodable bytes of
+    a name that is not UTF-8 (Python's surrogate escapes) replaced, so names stay short and writable."""
+    stem = Path(path).stem
+    stem = stem.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\ufffd", "_")
+    return stem[:limit] or "audio"
+
+
 def _part_name(path: str) -> str:
     import hashlib
 
-    return f"{Path(path).stem}-{hashlib.sha1(path.encode()).hexdigest()[:10]}"
+    return f"{_safe_stem(path)}-{hashlib.sha1(os.fsencode(path)).hexdigest()[:10]}"
 
 
-def _finish(result: FileResult, out: Path, formats, band, used: set[str], settings: dict) -> dict:
+def _raven_names(files: list[Path], used: set[str]) -> dict[str, str]:
+    """Each file's own Raven table name, `<stem>.selections.txt`, `<stem>-2...` for a stem already
+    taken, decided in the order the files were given (whatever order they finish in)."""
+    names = {}
+    for f in files:
+        stem = _safe_stem(str(f))
+        name, k = stem, 1
+        while name in used:
+            k += 1
+            name = f"{stem}-{k}"
+        used.add(name)
+        names[str(f)] = f"{name}.selections.txt"
+    return names
+
+
+def _finish(result: FileResult, out: Path, formats, band, raven_name: str, settings: dict) -> dict:
     """Write one file's own outputs (atomically), then its journal line: the line comes last, so a
     file whose line is there has all its outputs. `settings` (model, hop, threshold) go in the line:
     a rerun with other settings scans the file again."""
@@ -549,13 +608,7 @@ def _finish(result: FileResult, out: Path, formats, band, used: set[str], settin
         np.savez(buf, starts=result.starts, scores=result.scores)
         atomic_write_bytes(out / "parts" / f"{entry['part']}.npz", buf.getvalue())
         if "raven" in formats:
-            stem = Path(result.path).stem
-            name, k = stem, 1
-            while name in used:
-                k += 1
-                name = f"{stem}-{k}"
-            used.add(name)
-            entry["raven"] = f"{name}.selections.txt"
+            entry["raven"] = raven_name
             atomic_write_text(out / entry["raven"], raven_table([(result.path, result.duration_s, result.events)], *band))
     with open(out / JOURNAL, "a", encoding="utf-8") as f:
         f.write(json.dumps(entry) + "\n")
@@ -570,7 +623,14 @@ def _results(files, model_ref, hop_s, threshold, workers: int, dask: str | None)
     if dask:
         from distributed import Client, as_completed
 
-        with Client(dask) as client:
+        from .errors import DeepdiveError
+
+        try:
+            client = Client(dask, timeout=10)
+        except (OSError, TimeoutError) as exc:
+            raise DeepdiveError(f"--dask {dask}: cannot reach the Dask scheduler ({str(exc).splitlines()[0][:120]}); "
+                                "start one (dask scheduler) or check the address") from None
+        with client:
             futures = client.map(scan_file, [str(f) for f in files], model=model_ref, hop_s=hop_s, threshold=threshold,
                                  threads=1, pure=False)
             for fut in as_completed(futures):
@@ -601,7 +661,6 @@ def scan_files(paths, out, model=None, hop_s: float | None = None, threshold: fl
     `windows.parquet` and `events.parquet`, `errors.csv` and `summary.json`, each written atomically.
     `progress(done_files, total_files, audio_seconds_done)` after each file. `workers` > 1 spreads files
     over local processes; `dask` ("tcp://host:8786") sends them to a Dask cluster."""
-    import time
 
     from .errors import DeepdiveError
 
@@ -615,9 +674,48 @@ def scan_files(paths, out, model=None, hop_s: float | None = None, threshold: fl
             raise DeepdiveError("Parquet output needs pyarrow: pip install 'deepdive[scan]'") from None
     bundle = resolve("rightwhale" if model is None else model)
     model_ref = str(bundle.path)
-    files = find_audio(paths, recursive)
+    listing_errors: list = []
+    files = find_audio(paths, recursive, listing_errors)
+    if not files and not listing_errors:
+        raise DeepdiveError(f"{', '.join(map(str, paths))}: no audio files to scan (.wav, .aiff, .flac, ...)")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise DeepdiveError(f"--out {out}: is a file, not a folder; choose a folder for the outputs")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DeepdiveError(f"--out {out}: cannot create the folder ({exc.strerror}); choose another --out") from None
+    with _scan_lock(out):
+        return _scan_into(files, listing_errors, out, bundle, model_ref, hop_s, threshold, formats, progress, workers, dask)
+
+
+@contextlib.contextmanager
+def _scan_lock(out: Path):
+    """One scan at a time writes into a folder: a second one started on it stops at once, saying so
+    (two scans would both do all the work and interleave the journal)."""
+    import fcntl
+
+    from .errors import DeepdiveError
+
+    try:
+        handle = open(out / ".scan.lock", "a")
+    except OSError as exc:
+        raise DeepdiveError(f"--out {out}: cannot write in the folder ({exc.strerror}); choose another --out") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DeepdiveError(f"--out {out}: another scan is writing into this folder; wait for it to finish or "
+                                "choose another --out") from None
+        yield
+    finally:
+        handle.close()
+
+
+def _scan_into(files, listing_errors, out: Path, bundle, model_ref, hop_s, threshold, formats, progress, workers, dask
+               ) -> dict:
+    import time
+
     band = (float(getattr(bundle.features, "fmin", 0.0)), float(getattr(bundle.features, "fmax", bundle.features.sr / 2)))
     journal = _read_journal(out)
     from .store import atomic_write_text
@@ -628,20 +726,23 @@ def scan_files(paths, out, model=None, hop_s: float | None = None, threshold: fl
     done = {str(f): journal[str(f)] for f in files if str(f) in journal and journal[str(f)].get("settings") == settings
             and {k: journal[str(f)][k] for k in ("size", "mtime_ns")} == {k: _identity(f)[k] for k in ("size", "mtime_ns")}}
     todo = [f for f in files if str(f) not in done]
-    used = {Path(e["raven"]).name.removesuffix(".selections.txt") for e in done.values() if e.get("raven")}
+    raven_names = _raven_names(todo, {Path(e["raven"]).name.removesuffix(".selections.txt")
+                                      for e in done.values() if e.get("raven")})
     seconds = sum(e["duration_s"] for e in done.values())
     t0 = time.perf_counter()
     scanned_s = 0.0
     if progress:
         progress(len(done), len(files), seconds)
     for r in _results(todo, model_ref, hop_s, threshold, workers, dask):
-        done[r.path] = _finish(r, out, formats, band, used, settings)
+        done[r.path] = _finish(r, out, formats, band, raven_names[r.path], settings)
         seconds += r.duration_s
         scanned_s += r.duration_s
         if progress:
             progress(len(done), len(files), seconds)
     elapsed = time.perf_counter() - t0
     entries = [done[str(f)] for f in files]
+    entries += [{"file": str(p), "duration_s": 0.0, "events": [], "error": message, "part": "", "raven": ""}
+                for p, message in listing_errors]
     summary = _write_run_outputs(entries, out, formats, band, bundle)
     summary.update({"threshold": settings["threshold"], "resumed_files": len(files) - len(todo),
                     "seconds": round(elapsed, 2),

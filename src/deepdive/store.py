@@ -51,7 +51,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """UTF-8; a file name that is not UTF-8 (held by Python as surrogate escapes) is written back as its
+    own bytes, so that the path in a table still opens the file."""
+    atomic_write_bytes(path, text.encode("utf-8", "surrogateescape"))
 
 
 def atomic_write_json(path: str | Path, obj) -> None:

@@ -59,8 +59,24 @@ def select(
 ) -> list[Recording]:
     """Deep Dive's selection: which species (common or scientific names, any case) or families,
     a minimum duration, clean single-species cuts only, and species with at least N recordings."""
+    recordings = list(recordings)
     wanted = {s.strip().lower() for s in species} if species else None
     fams = {f.strip().lower() for f in families} if families else None
+    if wanted is not None:
+        known = {n for r in recordings for n in (r.label.lower(), r.scientific_name.lower(), r.label.lower().replace("_", " "))}
+        unknown = sorted(s for s in species if s.strip().lower() not in known)
+        if unknown:
+            from ..errors import DatasetError
+
+            raise DatasetError(f"--species {', '.join(unknown)}: not in this dataset; it holds "
+                               + ", ".join(sorted({r.label for r in recordings})))
+    if fams is not None:
+        unknown = sorted(f for f in families if f.strip().lower() not in {r.family.lower() for r in recordings})
+        if unknown:
+            from ..errors import DatasetError
+
+            raise DatasetError(f"--family {', '.join(unknown)}: not in this dataset; it holds "
+                               + ", ".join(sorted({r.family for r in recordings if r.family})))
     out = []
     for r in recordings:
         names = {r.label.lower(), r.scientific_name.lower(), r.label.lower().replace("_", " ")}

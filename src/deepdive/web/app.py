@@ -14,15 +14,33 @@ too short, NaN samples, unusable sample rate): 422. A model that fails on the se
 Docs. /docs (Swagger UI) and /redoc are served with their scripts from the app (fastapi-offline).
 
 Work. Inference runs in worker threads (never on the event loop) through a capacity limiter of
-`workers` slots, so concurrent requests neither block the loop nor pile up unbounded memory.
+`workers` slots, so concurrent requests neither block the loop nor pile up unbounded memory. A client
+that disconnects stops its work: before it starts (while it waits for a slot), or at the next block of
+audio read. A scan is bounded: at most `max_windows` windows a request (a tiny hop over a long file).
+
+Slow clients. An upload must keep moving: no bytes for `body_idle_s`, or under `min_upload_rate`
+bytes a second once `body_grace_s` have passed, ends it with 408. `deepdive serve` also closes a
+connection whose request headers are not complete within `header_timeout_s` (see `serve`).
+
+Errors and paths. No answer names a server path: error lines have the upload's temporary path replaced
+by the client's file name, and any other absolute path (a model folder, say) cut to its last part.
+
+Headers. Every answer carries X-Content-Type-Options: nosniff, X-Frame-Options: DENY and
+Referrer-Policy: no-referrer; the page and the API a Content-Security-Policy of 'self' (the API docs
+pages, whose Swagger UI needs its inline script, not). Cross-origin requests are closed by default: a
+request whose Origin is not the server's own (nor one of `allow_origins`) gets 403, and CORS headers
+are sent only for `allow_origins`.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import tempfile
+import threading
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -30,7 +48,7 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated
 
 import anyio
-from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
@@ -56,6 +74,11 @@ class Settings:
     detector_model: str | None = None
     workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     tmp_dir: str | None = None
+    max_windows: int = 50_000  # windows one scan request may score (about 14 h at the detector's default hop)
+    body_idle_s: float = 30.0
+    body_grace_s: float = 30.0
+    min_upload_rate: float = 16 * 1024  # bytes/s, after the grace period
+    allow_origins: list[str] = field(default_factory=list)
 
 
 class ScanModel(StrEnum):
@@ -69,11 +92,19 @@ class UploadTooLarge(HTTPException):
                               "cut the recording or start the server with a larger --max-upload-mb")
 
 
-class LimitUploadSize:
-    """ASGI middleware: 413 for request bodies over `limit` bytes, announced or counted."""
+class SlowUpload(HTTPException):
+    def __init__(self, why: str):
+        super().__init__(408, f"upload too slow ({why}); send the file again over a faster connection",
+                         headers={"Connection": "close"})
 
-    def __init__(self, app, limit: int):
+
+class LimitUploadSize:
+    """ASGI middleware: 413 for request bodies over `limit` bytes, announced or counted; 408 for a
+    body that stalls `idle_s` or, after `grace_s`, arrives slower than `min_rate` bytes a second."""
+
+    def __init__(self, app, limit: int, idle_s: float = 30.0, grace_s: float = 30.0, min_rate: float = 16 * 1024):
         self.app, self.limit = app, limit
+        self.idle_s, self.grace_s, self.min_rate = idle_s, grace_s, min_rate
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -84,17 +115,76 @@ class LimitUploadSize:
                                     headers={"Connection": "close"})
             return await response(scope, receive, send)
         received = 0
+        started = time.monotonic()
+        body_done = False
 
         async def counted():
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # after the body, receive() waits for a disconnect: no deadline on that
+                return await receive()
+            with anyio.move_on_after(self.idle_s) as idle:
+                message = await receive()
+            if idle.cancel_called:
+                raise SlowUpload(f"nothing received for {self.idle_s:g} s")
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if received > self.limit:
                     raise UploadTooLarge(self.limit)
+                elapsed = time.monotonic() - started
+                if not body_done and elapsed > self.grace_s and received / elapsed < self.min_rate:
+                    raise SlowUpload(f"{received / elapsed / 1024:.1f} KB/s")
             return message
 
         return await self.app(scope, counted, send)
+
+
+SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"no-referrer")]
+CSP = (b"default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; object-src 'none'; "
+       b"base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+DOCS_PATHS = ("/docs", "/redoc", "/static-offline-docs")
+
+
+class Guard:
+    """ASGI middleware: security headers on every answer, and 403 for a request from another origin
+    (a page elsewhere posting to this server) unless it is one of `allow_origins`."""
+
+    def __init__(self, app, allow_origins: list[str]):
+        self.app, self.allow = app, {o.rstrip("/") for o in allow_origins}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        origin = headers.get(b"origin", b"").decode("latin-1").rstrip("/")
+        if origin and origin != "null" and origin not in self.allow:
+            own = {f"{scope.get('scheme', 'http')}://{headers.get(b'host', b'').decode('latin-1')}"}
+            if origin not in own:
+                response = JSONResponse({"detail": "cross-origin requests are not allowed by this server; start it "
+                                                   "with --allow-origin for that page's origin"}, status_code=403)
+                return await response(scope, receive, self._with_headers(scope, send))
+        return await self.app(scope, receive, self._with_headers(scope, send))
+
+    @staticmethod
+    def _with_headers(scope, send):
+        docs = scope.get("path", "").startswith(DOCS_PATHS)
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                extra = SECURITY_HEADERS + ([] if docs else [(b"content-security-policy", CSP)])
+                message = {**message, "headers": list(message.get("headers", [])) + extra}
+            await send(message)
+
+        return sending
+
+
+ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s/:'\"(),]+/)+([^\s/:'\"(),]*)")
+
+
+def public_message(text: str) -> str:
+    """An error line fit for a client: every absolute path cut to its last part."""
+    return ABSOLUTE_PATH.sub(lambda m: m.group(1) or "(folder)", text)
 
 
 def display_name(filename: str | None) -> str:
@@ -136,8 +226,9 @@ class Upload:
         await self.upload.close()
 
     def message(self, exc: DeepdiveError) -> str:
-        """The error's line with the temporary path replaced by the client's file name."""
-        return str(exc).replace(str(self.path), self.name)
+        """The error's line with the temporary path replaced by the client's file name, and no other
+        server path in it."""
+        return public_message(str(exc).replace(str(self.path), self.name))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -160,16 +251,60 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPIOffline(title="deepdive", version=__version__, lifespan=lifespan,
                          description="Which marine mammals call in a recording, and where a right whale calls. "
                                      "Upload a file (wav, aiff, flac, ...) as multipart field `file`.")
-    app.add_middleware(LimitUploadSize, limit=settings.max_upload_bytes)
+    app.add_middleware(LimitUploadSize, limit=settings.max_upload_bytes, idle_s=settings.body_idle_s,
+                       grace_s=settings.body_grace_s, min_rate=settings.min_upload_rate)
+    if settings.allow_origins:
+        from starlette.middleware.cors import CORSMiddleware
 
-    async def run(fn, *args):
-        return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
+        app.add_middleware(CORSMiddleware, allow_origins=settings.allow_origins, allow_methods=["GET", "POST"])
+    app.add_middleware(Guard, allow_origins=settings.allow_origins)
 
-    async def handle(file: UploadFile, work):
+    async def run(request: Request, fn, *args):
+        """fn(*args) in a worker thread once a slot is free; stopped when the client goes away (before
+        it starts, or at its next block of audio)."""
+        from ..audio import Cancelled, cancel_when
+
+        stop = threading.Event()
+
+        def work():
+            if stop.is_set():
+                raise Cancelled("the client disconnected")
+            with cancel_when(stop):
+                return fn(*args)
+
+        async def watch(scope):
+            while not await request.is_disconnected():
+                await anyio.sleep(0.25)
+            stop.set()
+            scope.cancel()
+
+        outcome: dict = {}
+
+        async def guarded(scope):
+            try:
+                outcome["result"] = await anyio.to_thread.run_sync(work, limiter=limiter)
+            except Exception as exc:  # raised below, not as an exception group
+                outcome["error"] = exc
+            scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch, tg.cancel_scope)
+            tg.start_soon(guarded, tg.cancel_scope)
+        if "error" in outcome:
+            raise outcome["error"]
+        if "result" not in outcome:  # the watcher cancelled the wait: the client is gone
+            raise Cancelled("the client disconnected")
+        return outcome["result"]
+
+    async def handle(request: Request, file: UploadFile, work):
         """Save the upload, run `work(path, name)` in a worker thread, map our errors to HTTP."""
+        from ..audio import Cancelled
+
         async with Upload(file, settings.tmp_dir) as up:
             try:
-                return await run(work, up.path, up.name)
+                return await run(request, work, up.path, up.name)
+            except Cancelled:
+                raise HTTPException(499, "the client disconnected") from None
             except UnreadableAudioError as exc:
                 raise HTTPException(415, up.message(exc)) from None
             except ModelError as exc:  # the server's model, not the client's file
@@ -201,13 +336,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             return models[model].pick_threshold(threshold, recall)
         except DeepdiveError as exc:
-            raise HTTPException(422, str(exc)) from None
+            raise HTTPException(422, public_message(str(exc))) from None
 
     def events(path, name, model: str, hop_s=None, threshold=None) -> dict:
         from .. import audio
-        from ..scanning import SCHEMA_VERSION, scan
+        from ..scanning import SCHEMA_VERSION, scan, window_count
 
         duration = audio.info(path).duration_s
+        n = window_count(duration, models[model], hop_s)
+        if n > settings.max_windows:
+            raise DeepdiveError(f"{path}: a hop of {hop_s:g} s makes {n:,} windows of this recording, more than this "
+                                f"server scores for one request ({settings.max_windows:,}); use a longer hop")
         found = scan(path, model=models[model], hop_s=hop_s, threshold=threshold)
         return {"schema": SCHEMA_VERSION, "model": model,
                 "files": [{"file": name, "duration_s": round(duration, 3), "events": found}]}
@@ -243,48 +382,51 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"models": [card_summary(n) for n in ("species", "rightwhale")]}
 
     @app.post("/api/classify", summary="Rank the species of a recording")
-    async def api_classify(file: Annotated[UploadFile, File(description="A recording")],
+    async def api_classify(request: Request, file: Annotated[UploadFile, File(description="A recording")],
                            top: Annotated[int | None, Query(ge=1, description="Only the K most probable")] = None
                            ) -> dict:
         """Rank every species for one recording: the object `deepdive classify --format json` gives per file."""
-        return await handle(file, lambda p, n: ranking(p, n, top))
+        return await handle(request, file, lambda p, n: ranking(p, n, top))
 
     @app.post("/api/detect", summary="Does a right whale call in it?")
-    async def api_detect(file: Annotated[UploadFile, File(description="A clip or recording")],
+    async def api_detect(request: Request, file: Annotated[UploadFile, File(description="A clip or recording")],
                          recall: Annotated[float | None, Query(gt=0, le=1, description=RECALL)] = None) -> dict:
         """Probability that a right whale calls (in the likeliest window), and whether it passes the threshold."""
         t = threshold_for(None, recall)
-        return await handle(file, lambda p, n: detection(p, n, t))
+        return await handle(request, file, lambda p, n: detection(p, n, t))
 
     @app.post("/api/scan", summary="Events of a long recording")
-    async def api_scan(file: Annotated[UploadFile, File(description="A recording of any length")],
+    async def api_scan(request: Request, file: Annotated[UploadFile, File(description="A recording of any length")],
                        model: ScanModel = ScanModel.rightwhale,
-                       hop: Annotated[float | None, Query(gt=0, description="Window hop (s); default half a window")] = None,
+                       hop: Annotated[float | None, Query(gt=0, le=86400, allow_inf_nan=False,
+                                                          description="Window hop (s); default half a window")] = None,
                        threshold: Annotated[float | None, Query(ge=0, le=1)] = None,
                        recall: Annotated[float | None, Query(gt=0, le=1, description=RECALL)] = None) -> dict:
         """Events of a long recording: the `deepdive-events/1` JSON that `deepdive scan --format json` writes."""
         t = threshold_for(threshold, recall, model.value)
-        return await handle(file, lambda p, n: events(p, n, model.value, hop, t))
+        return await handle(request, file, lambda p, n: events(p, n, model.value, hop, t))
 
     @app.post("/api/spectrogram", summary="Spectrogram as a PNG", response_class=Response,
               responses={200: {"content": {"image/png": {}}, "description": "PNG with time and frequency axes"}})
-    async def api_spectrogram(file: Annotated[UploadFile, File(description="A recording")],
-                              fmax: Annotated[float | None, Query(gt=0, description="Top of the frequency axis (Hz)")] = None
+    async def api_spectrogram(request: Request, file: Annotated[UploadFile, File(description="A recording")],
+                              fmax: Annotated[float | None, Query(gt=0, le=1e6, allow_inf_nan=False,
+                                                    description="Top of the frequency axis (Hz)")] = None
                               ) -> Response:
         """The whole recording's spectrogram as a PNG."""
-        png, _ = await handle(file, lambda p, n: spectrogram(p, fmax))
+        png, _ = await handle(request, file, lambda p, n: spectrogram(p, fmax))
         return Response(png, media_type="image/png")
 
     @app.post("/api/audio", summary="A WAV a browser plays", response_class=Response,
               responses={200: {"content": {"audio/wav": {}}, "description": "16-bit mono WAV"}})
-    async def api_audio(file: Annotated[UploadFile, File(description="A recording")]) -> Response:
+    async def api_audio(request: Request, file: Annotated[UploadFile, File(description="A recording")]) -> Response:
         """The recording as a WAV a browser plays: 16-bit mono, resampled into 8-48 kHz when outside it
         (browsers refuse 2 kHz audio, the right-whale challenge's rate, and AIFF)."""
-        return Response(await handle(file, lambda p, n: playable_wav(p)), media_type="audio/wav")
+        return Response(await handle(request, file, lambda p, n: playable_wav(p)), media_type="audio/wav")
 
     @app.post("/api/analyze", summary="Everything the page shows, from one upload")
-    async def api_analyze(file: Annotated[UploadFile, File(description="A recording")],
-                          fmax: Annotated[float | None, Query(gt=0, description="Top of the frequency axis (Hz)")] = None,
+    async def api_analyze(request: Request, file: Annotated[UploadFile, File(description="A recording")],
+                          fmax: Annotated[float | None, Query(gt=0, le=1e6, allow_inf_nan=False,
+                                                    description="Top of the frequency axis (Hz)")] = None,
                           recall: Annotated[float | None, Query(gt=0, le=1, description=RECALL)] = None) -> dict:
         """What the page shows, from one upload: the ranking, the right-whale detection and events, and
         the spectrogram (a PNG data URL with the plot's box, to place the events along its time axis)."""
@@ -297,7 +439,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             out["spectrogram"] = {"image": "data:image/png;base64," + base64.b64encode(png).decode("ascii"), **meta}
             return out
 
-        return await handle(file, work)
+        return await handle(request, file, work)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
