@@ -140,6 +140,7 @@ BAD_CASES = [
     ("top-0", ["classify", "{d}/good.wav", "--top", "0"], 1, "--top 0"),
     ("top-negative", ["classify", "{d}/good.wav", "--top", "-2"], 1, "--top -2"),
     ("port-70000", ["serve", "--port", "70000"], 1, "--port 70000"),
+    ("host-unknown", ["serve", "--host", "no.such.host.invalid"], 1, "cannot listen on no.such.host.invalid"),
     ("folder-of-folders", ["scan", "{d}/nest", "--out", "{d}/o"], 1, "add --recursive"),
     ("nothing-to-scan", ["scan", "{d}/emptydir", "--out", "{d}/o"], 1, "no audio files"),
     ("dask-unreachable", ["scan", "{d}/good.wav", "--out", "{d}/o", "--dask", "tcp://127.0.0.1:1"], 1,
@@ -209,6 +210,16 @@ def test_bad_inputs_give_one_line(corpus, case):
         assert len(raven) == 3 and all(len(n.encode()) < 120 for n in raven)  # all, one per file, short names
     if name == "huge-samples-detect":
         assert 0 <= json.loads(out)[0]["probability"] <= 1
+
+
+def test_serve_on_a_port_in_use_is_one_line():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        res = _deepdive("serve", "--port", taken.getsockname()[1])
+    assert res.returncode == 1 and b"Address already in use" in res.stderr and b"Traceback" not in res.stderr
 
 
 def test_version_and_short_help():

@@ -149,29 +149,48 @@ def test_rightwhale_loader_and_tape_split(rightwhale):
     assert all(row["test_recordings"] > 0 and row["val_recordings"] > 0 for row in report)
 
 
-def test_bundled_detector_on_the_shared_test_split(rightwhale):
-    """The bundled detector's card figures reproduce on tapes it never heard."""
+def test_bundled_detector_on_the_shared_test_split():
+    """The bundled detector's card figures reproduce on the test split of each source it was trained on
+    (clips and tapes it never heard), and its split is the one its card records."""
     from deepdive.bundle import resolve
-    from deepdive.evaluate import evaluate_detection
+    from deepdive.datasets import load_datasets
+    from deepdive.evaluate import by_source, evaluate_detection
     from deepdive.prepare import split_by_encounter
 
     bundle = resolve(None, "detection")
-    prep = bundle.card["prepare"]
-    assign, report = split_by_encounter(rightwhale, prep["val_frac"], prep["test_frac"], prep["seed"], prep["fallback_split"])
-    assert [r["test_units"] for r in report] == [r["test_units"] for r in bundle.card["split"]["report"]]
-    test = [(r.key, int(r.label == "right whale")) for r in rightwhale if assign[r.key] == "test"]
-    got = evaluate_detection(bundle, test, snrs_db=(10.0,))["conditions"]
+    prep, card_report = bundle.card["prepare"], bundle.card["split"]["report"]
+    sources = list(dict.fromkeys(r["source"] for r in card_report))
+    folders = [RIGHTWHALE.parent / s for s in sources]
+    if not all((f / "train.csv").is_file() for f in folders):
+        pytest.skip(f"needs {', '.join(map(str, folders))}")
+    recs = load_datasets("kaggle", [str(f) for f in folders])
+    assign, report = split_by_encounter(recs, prep["val_frac"], prep["test_frac"], prep["seed"], prep["fallback_split"])
+    assert [(r["source"], r["label"], r["test_units"]) for r in report] == [
+        (r["source"], r["label"], r["test_units"]) for r in card_report]
+    # nothing tested was heard: no group (a tape, or clips with identical samples) on two sides
+    sides = defaultdict(set)
+    for r in recs:
+        sides[r.group].add(assign[r.key])
+    assert all(len(v) == 1 for v in sides.values())
+    test = [(r.key, int(r.label == bundle.card["positive_label"])) for r in recs if assign[r.key] == "test"]
+    got = evaluate_detection(bundle, test, snrs_db=(10.0,))
+    got_by_source = by_source(got, {r.key: r.source for r in recs}, bundle.threshold)
     card = bundle.card["metrics"]["test"]
-    assert got["clean"]["n"] == card["clean"]["n"]
-    assert got["clean"]["roc_auc"] == pytest.approx(card["clean"]["roc_auc"], abs=0.01)
-    assert got["10 dB"]["roc_auc"] == pytest.approx(card["10 dB"]["roc_auc"], abs=0.03)
-    assert got["clean"]["roc_auc"] > 0.75  # chance is 0.5
-    # at the card's threshold (the recall-0.9 rule on the training tapes' out-of-fold scores), the same
-    # calls are found, one either way at most
-    assert abs(got["clean"]["confusion"]["tp"] - round(card["clean"]["recall"] * card["clean"]["positives"])) <= 1
+    assert got["conditions"]["clean"]["n"] == card["clean"]["n"]
+    for source in sources:
+        mine, theirs = got_by_source[source], card["by_source"][source]
+        assert mine["clean"]["n"] == theirs["clean"]["n"]
+        assert mine["clean"]["roc_auc"] == pytest.approx(theirs["clean"]["roc_auc"], abs=0.01)
+        assert mine["10 dB"]["roc_auc"] == pytest.approx(theirs["10 dB"]["roc_auc"], abs=0.03)
+        assert mine["clean"]["roc_auc"] > 0.8  # chance is 0.5
+        # at the card's threshold, the same calls are found, within one percent of them (one call at least)
+        calls = theirs["clean"]["positives"]
+        assert abs(mine["clean"]["confusion"]["tp"] - round(theirs["clean"]["recall"] * calls)) <= max(1, calls // 100)
     points = {o["rule"]: o for o in bundle.card["training_tapes_crossval"]["operating_points"]}
     assert bundle.card["threshold_rule"].startswith("recall 0.9 ")
     assert bundle.threshold == points["recall 0.9"]["threshold"] and points["recall 0.9"]["recall"] >= 0.9
+    assert "Cornell" in bundle.card["data_terms"] and "Watkins" in bundle.card["data_terms"]
+    assert (bundle.path / "LICENSE-CORNELL.txt").is_file()
 
 
 def test_detect_a_real_clip(rightwhale):

@@ -644,14 +644,15 @@ def serve(
                         allow_origins=list(allow_origin or []))
     if workers:
         settings.workers = workers
-    print(f"deepdive: http://{host}:{port}/  (API docs: http://{host}:{port}/docs; Ctrl+C stops)", file=sys.stderr)
+    from .web.server import can_listen
     from .web.server import serve as run
 
-    try:
-        run(create_app(settings), host, port, header_timeout_s=header_timeout)
-    except OSError as exc:  # the port is taken, or the address is not this machine's
-        _fail(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port or --host")
-        raise typer.Exit(1) from None
+    problem = can_listen(host, port)
+    if problem:  # the port is taken, or the address is not this machine's
+        _fail(f"cannot listen on {host}:{port} ({problem}); choose another --port or --host")
+        raise typer.Exit(1)
+    print(f"deepdive: http://{host}:{port}/  (API docs: http://{host}:{port}/docs; Ctrl+C stops)", file=sys.stderr)
+    run(create_app(settings), host, port, header_timeout_s=header_timeout)
 
 
 def main() -> None:

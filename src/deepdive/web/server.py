@@ -63,6 +63,24 @@ def raise_open_files_limit() -> int:
     return soft
 
 
+def can_listen(host: str, port: int) -> str:
+    """'' when `host:port` can be listened on now, else why not (address in use, not this machine's)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return exc.strerror or str(exc)
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            s.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return ""
+
+
 def serve(app, host: str, port: int, header_timeout_s: float = 15.0, limit_concurrency: int | None = None) -> None:
     """Run `app` with uvicorn and the guards above (blocking)."""
     import uvicorn
