@@ -92,3 +92,21 @@ def test_select_by_family():
     recs = [Recording("a", "Sperm Whale", "g", "Physeter catodon", family_of("Physeter catodon")),
             Recording("b", "Killer Whale", "g", "Orcinus orca", family_of("Orcinus orca"))]
     assert [r.label for r in select(recs, families=["delphinidae"])] == ["Killer Whale"]
+
+
+def test_recording_systems_from_the_gear_text():
+    """The Watkins `gear` column is free text; its spellings of one system map to one name."""
+    from deepdive.datasets.watkins import recording_system
+
+    same = ["Ithaco 602M108 hydrophones | Ithaco 450 amplifiers | WHOI/PEMTEK tape recorders",
+            "WHOI Pemtek tape recorder, Ithaco 602M108 hydrophones, Ithaco 450 amplifiers",
+            "Ithaco 602M108 hydrophones ; Ithaco 450 amplifiers | WHOI/PEMTEK tape recorders"]
+    assert {recording_system(g) for g in same} == {"ithaco-pemtek"}
+    assert {recording_system(g) for g in ("AX-58 hydrophones | Crown tape recorder | WHOI transistor amplifier",
+                                           "AX58 hydrophones, WHOI transistor amplifier, Crown tape recorder")} == {"ax58-crown"}
+    assert {recording_system(g) for g in ("AX 58 Hydrophone, WHOI Suitcase amplifier, Magnecorder",
+                                           "AX-58 hydrophones | WHOI suitcase a**mplifier | Magnemite tape recorder")} == {
+        "ax58-magnecorder"}
+    assert recording_system("Panasonic AG-7400 VHS, Hi-Tech HTI-94-SSQ hydrophones") == "vhs"
+    assert recording_system("") == "unknown" and recording_system("  ") == "unknown"
+    assert recording_system("Brand-new Recorder X1") == "brand-new-recorder-x1"  # unknown systems keep their text

@@ -31,7 +31,7 @@ class Recording:
     start_s: float | None = None
     end_s: float | None = None
     source: str = ""  # the dataset a recording came from, where several are trained on together
-
+    gear: str = ""  # the recording equipment as the source's notes give it (Watkins: free text)
 
     @property
     def clean(self) -> bool:

@@ -58,6 +58,38 @@ def encounter_groups(rows: list[dict]) -> list[str]:
     return [f"enc-{first_tape[root]}" for root in roots]
 
 
+# Recording systems, from the free-text `gear` column: the first rule whose words all appear in the
+# lower-cased text (punctuation and spacing ignored) names the system. Spellings vary ("AX-58",
+# "AX58", "AX 58"; "WHOI/PEMTEK", "WHOI Pemtek"), so rules look for the parts that tell systems apart.
+GEAR_SYSTEMS = (
+    ("ithaco-pemtek", ("ithaco", "pemtek")),
+    ("ax58-crown", ("ax58", "crown")),
+    ("ax58-magnecorder", ("ax58", "magne")),  # Magnecorder and Magnemite, with the WHOI suitcase amplifier
+    ("sonobuoy", ("sonobuoy",)),
+    ("nagra", ("nagra",)),
+    ("ampex", ("ampex",)),
+    ("teac-digital", ("teac",)),
+    ("rowboat-lc34", ("rowboat",)),
+    ("vhs", ("ag6400",)),
+    ("vhs", ("ag7400",)),
+    ("uher-lc50", ("uher",)),
+)
+
+
+def recording_system(gear: str) -> str:
+    """The recording system a Watkins `gear` text names (see GEAR_SYSTEMS), 'unknown' when empty, or
+    the text itself, normalised, when no rule knows it."""
+    import re
+
+    text = re.sub(r"[^a-z0-9]+", "", gear.lower())
+    if not text:
+        return "unknown"
+    for name, words in GEAR_SYSTEMS:
+        if all(w in text for w in words):
+            return name
+    return re.sub(r"[^a-z0-9]+", "-", gear.lower()).strip("-")[:40]
+
+
 def _label_from_folder(name: str) -> str:
     return name.replace("_", " ")
 
@@ -100,6 +132,7 @@ def load_watkins(root: str | Path) -> list[Recording]:
                 duration_s=float(r["duration_s"]) if r.get("duration_s") else None,
                 sample_rate=int(float(r["sample_rate"])) if r.get("sample_rate") else None,
                 also_present=r.get("also_present", "") or "",
+                gear=r.get("gear", "") or "",
             )
         )
     return out
