@@ -276,7 +276,7 @@ def test_an_unreadable_folder_is_reported_and_the_rest_scanned(corpus, monkeypat
 def test_raven_names_follow_the_order_given_not_the_finishing_order(corpus, tmp_path):
     """Same-named files of two folders: the first given is x.selections.txt, the second x-2, with
     worker processes finishing in any order; a rerun keeps the names."""
-    from deepdive.scanning import _raven_names, scan_files
+    from deepdive.scanning import _output_names, scan_files
 
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
@@ -284,8 +284,7 @@ def test_raven_names_follow_the_order_given_not_the_finishing_order(corpus, tmp_
     long = np.tile(sf.read(corpus / "good.wav")[0], 20)  # the first takes longer: it finishes last
     sf.write(a / "x.wav", long, 16000)
     sf.write(b / "x.wav", sf.read(corpus / "good.wav")[0], 16000)
-    assert _raven_names([a / "x.wav", b / "x.wav"], set()) == {str(a / "x.wav"): "x.selections.txt",
-                                                               str(b / "x.wav"): "x-2.selections.txt"}
+    assert _output_names([a / "x.wav", b / "x.wav"], set()) == {str(a / "x.wav"): "x", str(b / "x.wav"): "x-2"}
     scan_files([a / "x.wav", b / "x.wav"], tmp_path / "out", model="species", workers=2)
     journal = [json.loads(line) for line in (tmp_path / "out" / "journal.jsonl").read_text().splitlines()]
     assert {e["file"]: e["raven"] for e in journal} == {str(a / "x.wav"): "x.selections.txt",

@@ -313,3 +313,48 @@ def test_parquet_tables(long_files, tmp_path):
     scan_files([long_files / "rec0.wav"], species_dir, model="species", formats=("parquet",))
     table = pq.read_table(species_dir / "windows.parquet")
     assert "Sperm Whale" in table.column_names and "label" in table.column_names
+
+
+def test_raven_tables_raven_can_use_summary_and_audacity_labels(tmp_path):
+    """Selections lie within their files (a file shorter than the window too), Begin Path is absolute
+    and Begin File its name, the band stays under each file's Nyquist frequency; summary.csv has a row
+    per file with its events per label and its most confident one; --format audacity writes labels."""
+    import csv
+    import os
+    from pathlib import Path
+
+    from deepdive.outputs import read_raven_table
+    from deepdive.scanning import scan_files
+
+    rng = np.random.default_rng(8)
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    sf.write(rec / "short.wav", synth.recording("upcall", 600, 1.45, rng, n_calls=1), 600)  # 300 Hz Nyquist
+    sf.write(rec / "long.wav", synth.recording("upcall", 2000, 9.0, rng, n_calls=2), 2000)
+    (rec / "bad.wav").write_text("no")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:  # relative paths given: the tables must still point at the files
+        summary = scan_files([Path("rec")], tmp_path / "out", threshold=0.0, formats=("raven", "csv", "audacity"))
+    finally:
+        os.chdir(cwd)
+    assert summary["failed"] == 1
+    rows = read_raven_table(tmp_path / "out" / "all.selections.txt")
+    by_file = {}
+    for r in rows:
+        by_file.setdefault(r["Begin File"], []).append(r)
+        assert os.path.isabs(r["Begin Path"]) and Path(r["Begin Path"]).is_file()
+        assert Path(r["Begin Path"]).name == r["Begin File"]
+    assert set(by_file) == {"short.wav", "long.wav"}
+    short = by_file["short.wav"][0]
+    assert short["File Offset (s)"] == 0.0 and short["End Time (s)"] - short["Begin Time (s)"] == pytest.approx(1.45, abs=1e-3)
+    assert short["High Freq (Hz)"] <= 300.0 and short["Low Freq (Hz)"] <= short["High Freq (Hz)"]
+    assert all(r["High Freq (Hz)"] <= 1000.0 and 0 <= r["File Offset (s)"] for r in rows)
+    assert all(r["File Offset (s)"] + r["End Time (s)"] - r["Begin Time (s)"] <= 9.0 + 1e-6 for r in by_file["long.wav"])
+    lines = list(csv.DictReader(open(tmp_path / "out" / "summary.csv")))
+    assert [Path(r["file"]).name for r in lines] == ["bad.wav", "long.wav", "short.wav"]
+    assert lines[0]["error"] and lines[2]["events: right whale"] == lines[2]["events"] == "1"
+    assert float(lines[1]["top_confidence"]) > 0 and lines[1]["top_label"] == "right whale"
+    labels = (tmp_path / "out" / "short.labels.txt").read_text().splitlines()
+    start, end, label = labels[0].split("\t")
+    assert float(start) == 0.0 and float(end) == pytest.approx(1.45, abs=1e-3) and label.startswith("right whale ")

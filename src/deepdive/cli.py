@@ -487,7 +487,7 @@ def scan(
     hop: Annotated[float | None, typer.Option(help="Seconds between window starts (default: half a window)")] = None,
     threshold: Annotated[float | None, typer.Option(help="Event threshold (default: the detector's; 0.5 for species)")] = None,
     recall: Annotated[float | None, typer.Option(help=RECALL_HELP)] = None,
-    format: Annotated[str, typer.Option("--format", help="Comma-separated: raven,csv,json,parquet")] = "raven,csv,json",
+    format: Annotated[str, typer.Option("--format", help="Comma-separated: raven,csv,json,parquet,audacity")] = "raven,csv,json",
     recursive: Annotated[bool, typer.Option(help="Look into subfolders too")] = False,
     workers: Annotated[int, typer.Option(help="Local processes scanning files in parallel")] = 1,
     dask: Annotated[str | None, typer.Option(help="A Dask scheduler, e.g. tcp://host:8786, to scan the files on")] = None,

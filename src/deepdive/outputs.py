@@ -94,27 +94,58 @@ def submission_csv(rows: list[tuple[str, float]]) -> str:
 # ---------------------------------------------------------------- Raven selection tables
 
 RAVEN_COLUMNS = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
-                 "Species", "Scientific Name", "Confidence", "Begin Path", "File Offset (s)"]
+                 "Species", "Scientific Name", "Confidence", "Begin Path", "Begin File", "File Offset (s)"]
 _RAVEN_NUMBERS = {"Selection": int, "Channel": int, "Begin Time (s)": float, "End Time (s)": float,
                   "Low Freq (Hz)": float, "High Freq (Hz)": float, "Confidence": float, "File Offset (s)": float}
 
 
-def raven_table(files: list[tuple[str, float, list[dict]]], low_hz: float, high_hz: float) -> str:
+def raven_table(files: list[tuple], low_hz: float, high_hz: float) -> str:
     """A Raven selection table (tab-separated) of the events of one or more files.
 
-    `files`: (path, duration in s, events) in order. Begin Time runs across the files as Raven
-    plays them one after the other; File Offset is the time within each file."""
+    `files`: (path, duration in s, events[, sample rate]) in order. Begin Time runs across the files
+    as Raven plays them one after the other; File Offset is the time within each file. Every
+    selection lies within its file (an event is clamped to 0..duration) and its band within the
+    file's Nyquist frequency, where the sample rate is given. `Begin Path` is written as given (give
+    absolute paths: Raven resolves a relative one from the table's folder), `Begin File` is its name."""
+    import os
+
     buf = io.StringIO()
     w = csv.writer(buf, delimiter="\t", lineterminator="\n")
     w.writerow(RAVEN_COLUMNS)
     selection, offset = 0, 0.0
-    for path, duration, events in files:
+    for path, duration, events, *rate in files:
+        sr = rate[0] if rate and rate[0] else None
+        high = min(high_hz, sr / 2) if sr else high_hz
+        low = min(low_hz, high)
         for e in events:
             selection += 1
-            w.writerow([selection, "Spectrogram 1", 1, f"{offset + e['start_s']:.4f}", f"{offset + e['end_s']:.4f}",
-                        f"{low_hz:.1f}", f"{high_hz:.1f}", e["label"], e.get("scientific_name", ""), f"{e['peak']:.4f}",
-                        path, f"{e['start_s']:.4f}"])
+            start, end = max(0.0, e["start_s"]), min(duration, e["end_s"]) if duration else e["end_s"]
+            w.writerow([selection, "Spectrogram 1", 1, f"{offset + start:.4f}", f"{offset + end:.4f}",
+                        f"{low:.1f}", f"{high:.1f}", e["label"], e.get("scientific_name", ""), f"{e['peak']:.4f}",
+                        path, os.path.basename(path), f"{start:.4f}"])
         offset += duration
+    return buf.getvalue()
+
+
+def audacity_labels(events: list[dict]) -> str:
+    """Audacity's label track format (File > Import > Labels): start, end, label, tab-separated; the
+    label carries the peak score."""
+    return "".join(f"{e['start_s']:.6f}\t{e['end_s']:.6f}\t{e['label']} {e['peak']:.2f}\n" for e in events)
+
+
+def summary_csv(results, labels: list[str]) -> str:
+    """One row per file: file, duration_s, events, events per label (one column each), the label and
+    confidence of its most confident event, and its error if it failed."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["file", "duration_s", "events", *[f"events: {lab}" for lab in labels], "top_label", "top_confidence", "error"])
+    for r in results:
+        counts = {lab: 0 for lab in labels}
+        for e in r.events:
+            counts[e["label"]] = counts.get(e["label"], 0) + 1
+        top = max(r.events, key=lambda e: e["peak"], default=None)
+        w.writerow([r.path, f"{r.duration_s:.3f}", len(r.events), *[counts[lab] for lab in labels],
+                    top["label"] if top else "", f"{top['peak']:.4f}" if top else "", r.error])
     return buf.getvalue()
 
 

@@ -441,9 +441,11 @@ def window_count(duration_s: float, bundle: Bundle, hop_s: float | None = None) 
     return int(max(0.0, duration_s - cfg.window_s) // max(hop, frame)) + 2
 
 
-def events_from_scores(starts: np.ndarray, scores: np.ndarray, bundle: Bundle, threshold: float | None = None
-                       ) -> list[Event]:
-    """Merge consecutive windows above the threshold (same top species, for a species model)."""
+def events_from_scores(starts: np.ndarray, scores: np.ndarray, bundle: Bundle, threshold: float | None = None,
+                       duration_s: float | None = None) -> list[Event]:
+    """Merge consecutive windows above the threshold (same top species, for a species model). With
+    `duration_s`, events are clamped to the recording: a window padded out beyond a short file's ends
+    (it starts before 0, or ends after the last sample) gives an event within the file."""
     window = bundle.features.window_s
     t = bundle.pick_threshold(threshold)
     if bundle.task == "detection":
@@ -462,8 +464,10 @@ def events_from_scores(starts: np.ndarray, scores: np.ndarray, bundle: Bundle, t
     def close():
         if run:
             v = value[run]
-            events.append(Event(float(starts[run[0]]), float(starts[run[-1]] + window), labels[run[0]], sci[run[0]],
-                                float(v.max()), float(v.mean()), len(run)))
+            start, end = float(starts[run[0]]), float(starts[run[-1]] + window)
+            if duration_s is not None:
+                start, end = max(0.0, start), min(float(duration_s), end)
+            events.append(Event(start, end, labels[run[0]], sci[run[0]], float(v.max()), float(v.mean()), len(run)))
 
     for i in range(len(starts)):
         joins = run and on[i] and labels[i] == labels[run[-1]] and starts[i] <= starts[run[-1]] + window
@@ -478,9 +482,16 @@ def events_from_scores(starts: np.ndarray, scores: np.ndarray, bundle: Bundle, t
 
 def scan(source, model=None, hop_s: float | None = None, threshold: float | None = None, sr: int | None = None
          ) -> list[dict]:
-    """Events of one recording: [{"start_s", "end_s", "label", "scientific_name", "peak", "mean", "windows"}]."""
+    """Events of one recording: [{"start_s", "end_s", "label", "scientific_name", "peak", "mean", "windows"}],
+    within the recording (0 to its duration)."""
     starts, scores, bundle = window_scores(source, model, hop_s, sr)
-    return [e.__dict__ for e in events_from_scores(starts, scores, bundle, threshold)]
+    return [e.__dict__ for e in events_from_scores(starts, scores, bundle, threshold, _duration(source, sr))]
+
+
+def _duration(source, sr: int | None) -> float | None:
+    if isinstance(source, np.ndarray | list | tuple):
+        return len(source) / sr if sr else None
+    return audio.info(source).duration_s
 
 
 # ---------------------------------------------------------------- scanning files and folders
@@ -492,6 +503,7 @@ class FileResult:
     duration_s: float
     events: list[dict]
     error: str = ""
+    sample_rate: int = 0
     starts: np.ndarray | None = None  # window starts (s)
     scores: np.ndarray | None = None  # (n,) call probabilities or (n, n_labels) probabilities
 
@@ -531,17 +543,17 @@ def scan_file(path, model=None, hop_s: float | None = None, threshold: float | N
     from .errors import DeepdiveError
 
     try:
-        duration = audio.info(path).duration_s
+        meta = audio.info(path)
         starts, scores, bundle = window_scores(path, model, hop_s, threads=threads)
-        events = [e.__dict__ for e in events_from_scores(starts, scores, bundle, threshold)]
-        return FileResult(str(path), duration, events, "", starts, scores.astype(np.float32))
+        events = [e.__dict__ for e in events_from_scores(starts, scores, bundle, threshold, meta.duration_s)]
+        return FileResult(str(path), meta.duration_s, events, "", meta.sr, starts, scores.astype(np.float32))
     except DeepdiveError as exc:
         return FileResult(str(path), 0.0, [], str(exc))
     except OSError as exc:  # e.g. a file that cannot be opened for reading
         return FileResult(str(path), 0.0, [], f"{path}: {exc.strerror or exc}")
 
 
-FORMATS = ("raven", "csv", "json", "parquet")
+FORMATS = ("raven", "csv", "json", "parquet", "audacity")
 JOURNAL = "journal.jsonl"
 
 
@@ -578,9 +590,11 @@ def _part_name(path: str) -> str:
     return f"{_safe_stem(path)}-{hashlib.sha1(os.fsencode(path)).hexdigest()[:10]}"
 
 
-def _raven_names(files: list[Path], used: set[str]) -> dict[str, str]:
-    """Each file's own Raven table name, `<stem>.selections.txt`, `<stem>-2...` for a stem already
-    taken, decided in the order the files were given (whatever order they finish in)."""
+def _output_names(files: list[Path], used: set[str]) -> dict[str, str]:
+    """Each file's own output name (its Raven table is `<name>.selections.txt`, its Audacity labels
+    `<name>.labels.txt`): the file's stem, or `<stem>-2`, `-3`... for a stem already taken by a file
+    given earlier (same-named files of different folders), decided in the order the files were given,
+    whatever order they finish in."""
     names = {}
     for f in files:
         stem = _safe_stem(str(f))
@@ -589,27 +603,29 @@ def _raven_names(files: list[Path], used: set[str]) -> dict[str, str]:
             k += 1
             name = f"{stem}-{k}"
         used.add(name)
-        names[str(f)] = f"{name}.selections.txt"
+        names[str(f)] = name
     return names
 
 
-def _finish(result: FileResult, out: Path, formats, band, raven_name: str, settings: dict) -> dict:
+def _finish(result: FileResult, out: Path, formats, band, name: str, settings: dict) -> dict:
     """Write one file's own outputs (atomically), then its journal line: the line comes last, so a
     file whose line is there has all its outputs. `settings` (model, hop, threshold) go in the line:
     a rerun with other settings scans the file again."""
-    from .outputs import raven_table
+    from .outputs import audacity_labels, raven_table
     from .store import atomic_write_bytes, atomic_write_text
 
-    entry = {**_identity(Path(result.path)), "duration_s": result.duration_s, "events": result.events,
-             "error": result.error, "part": "", "raven": "", "settings": settings}
+    entry = {**_identity(Path(result.path)), "duration_s": result.duration_s, "sample_rate": result.sample_rate,
+             "events": result.events, "error": result.error, "part": "", "raven": "", "name": name, "settings": settings}
     if not result.error:
         entry["part"] = _part_name(result.path)
         buf = io.BytesIO()
         np.savez(buf, starts=result.starts, scores=result.scores)
         atomic_write_bytes(out / "parts" / f"{entry['part']}.npz", buf.getvalue())
         if "raven" in formats:
-            entry["raven"] = raven_name
-            atomic_write_text(out / entry["raven"], raven_table([(result.path, result.duration_s, result.events)], *band))
+            entry["raven"] = f"{name}.selections.txt"
+            atomic_write_text(out / entry["raven"], raven_table([_raven_file(result)], *band))
+        if "audacity" in formats:
+            atomic_write_text(out / f"{name}.labels.txt", audacity_labels(result.events))
     with open(out / JOURNAL, "a", encoding="utf-8") as f:
         f.write(json.dumps(entry) + "\n")
         f.flush()
@@ -726,15 +742,15 @@ def _scan_into(files, listing_errors, out: Path, bundle, model_ref, hop_s, thres
     done = {str(f): journal[str(f)] for f in files if str(f) in journal and journal[str(f)].get("settings") == settings
             and {k: journal[str(f)][k] for k in ("size", "mtime_ns")} == {k: _identity(f)[k] for k in ("size", "mtime_ns")}}
     todo = [f for f in files if str(f) not in done]
-    raven_names = _raven_names(todo, {Path(e["raven"]).name.removesuffix(".selections.txt")
-                                      for e in done.values() if e.get("raven")})
+    names = _output_names(todo, {e.get("name") or Path(e["raven"]).name.removesuffix(".selections.txt")
+                                 for e in done.values() if e.get("name") or e.get("raven")})
     seconds = sum(e["duration_s"] for e in done.values())
     t0 = time.perf_counter()
     scanned_s = 0.0
     if progress:
         progress(len(done), len(files), seconds)
     for r in _results(todo, model_ref, hop_s, threshold, workers, dask):
-        done[r.path] = _finish(r, out, formats, band, raven_names[r.path], settings)
+        done[r.path] = _finish(r, out, formats, band, names[r.path], settings)
         seconds += r.duration_s
         scanned_s += r.duration_s
         if progress:
@@ -754,14 +770,21 @@ def _scan_into(files, listing_errors, out: Path, bundle, model_ref, hop_s, thres
     return summary
 
 
+def _raven_file(r: FileResult) -> tuple:
+    """(absolute path, duration, events, sample rate) of a file for `outputs.raven_table`."""
+    return os.path.abspath(r.path), r.duration_s, r.events, r.sample_rate or None
+
+
 def _write_run_outputs(entries: list[dict], out: Path, formats, band, bundle: Bundle) -> dict:
-    from .outputs import errors_csv, events_csv, events_json, raven_table
+    from .outputs import errors_csv, events_csv, events_json, raven_table, summary_csv
     from .store import atomic_write_bytes, atomic_write_text
 
-    results = [FileResult(e["file"], e["duration_s"], e["events"], e["error"]) for e in entries]
+    results = [FileResult(e["file"], e["duration_s"], e["events"], e["error"], e.get("sample_rate", 0)) for e in entries]
     ok = [r for r in results if not r.error]
     if "raven" in formats:
-        atomic_write_text(out / "all.selections.txt", raven_table([(r.path, r.duration_s, r.events) for r in ok], *band))
+        atomic_write_text(out / "all.selections.txt", raven_table([_raven_file(r) for r in ok], *band))
+    atomic_write_text(out / "summary.csv", summary_csv(results, bundle.labels if bundle.task != "detection"
+                                                       else [bundle.card["positive_label"]]))
     if "csv" in formats:
         atomic_write_text(out / "events.csv", events_csv(ok))
     if "json" in formats:
