@@ -110,3 +110,64 @@ def test_recording_systems_from_the_gear_text():
     assert recording_system("Panasonic AG-7400 VHS, Hi-Tech HTI-94-SSQ hydrophones") == "vhs"
     assert recording_system("") == "unknown" and recording_system("  ") == "unknown"
     assert recording_system("Brand-new Recorder X1") == "brand-new-recorder-x1"  # unknown systems keep their text
+
+
+def _annotated_recordings(folder, n_recordings=4, seconds=40.0, seed=0):
+    """Recordings at 2 kHz with up-calls at known times, and for each a Raven table (Raven Pro's own
+    layout: its columns, a Waveform row per selection) naming the calls 'upcall' and some moans 'moan'."""
+    from deepdive import synth
+
+    rng = np.random.default_rng(seed)
+    sr = 2000
+    tables = []
+    for k in range(n_recordings):
+        y = synth.ocean_noise(int(seconds * sr), sr, rng, 0.02)
+        rows = []
+        for j, t0 in enumerate(np.arange(3.0, seconds - 3, 6.0)):
+            kind = "upcall" if j % 3 else "moan"
+            c = synth.call(kind, sr, rng)
+            c *= 0.02 * 10 ** (15 / 20) / np.sqrt(np.mean(c**2))
+            i = int(t0 * sr)
+            y[i : i + len(c)] += c
+            rows.append((t0, t0 + len(c) / sr, kind))
+        name = f"rec{k}"
+        sf.write(folder / f"{name}.wav", y, sr)
+        lines = ["Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\tAnnotation"]
+        for s, (a, b, kind) in enumerate(rows, start=1):
+            for view in ("Spectrogram 1", "Waveform 1"):
+                lines.append(f"{s}\t{view}\t1\t{a:.3f}\t{b:.3f}\t40\t400\t{kind}")
+        table = folder / f"{name}.Table.1.selections.txt"
+        table.write_text("\n".join(lines) + "\n")
+        tables.append(table)
+    return tables
+
+
+def test_raven_tables_as_training_windows(tmp_path):
+    """Windows overlapping a selection take its label, the others are background; the recording is
+    found by the table's name, by Begin File in --audio-dir, or by Begin Path; each recording is one group."""
+    from deepdive.datasets.raven import BACKGROUND, load_raven, read_selections
+
+    tables = _annotated_recordings(tmp_path, n_recordings=2, seconds=20.0)
+    sel = read_selections(tables)
+    assert set(sel) == {tmp_path / "rec0.wav", tmp_path / "rec1.wav"}
+    assert len(sel[tmp_path / "rec0.wav"]) == 3  # Waveform rows are the same selections again
+    windows = load_raven(tables, 2.0)
+    assert len(windows) == 2 * 10 and {w.group for w in windows} == {str(tmp_path / "rec0.wav"), str(tmp_path / "rec1.wav")}
+    by_start = {w.start_s: w.label for w in windows if w.path.endswith("rec0.wav")}
+    for begin, _end, label in sel[tmp_path / "rec0.wav"]:
+        assert by_start[np.floor(begin / 2) * 2] == label
+    assert by_start[0.0] == BACKGROUND and by_start[18.0] == BACKGROUND
+    # Begin File in another folder (--audio-dir), and an explicit label column
+    audio_dir = tmp_path / "audio"
+    audio_dir.mkdir()
+    (tmp_path / "rec0.wav").rename(audio_dir / "rec0.wav")
+    other = tmp_path / "elsewhere.txt"
+    other.write_text("Selection\tBegin Time (s)\tEnd Time (s)\tBegin File\tCall type\n1\t2.5\t3.5\trec0.wav\tupcall\n")
+    assert list(read_selections([other], audio_dir, "Call type")) == [audio_dir / "rec0.wav"]
+    with pytest.raises(DatasetError, match="no label column"):
+        read_selections([other], audio_dir)
+    with pytest.raises(DatasetError, match="its audio is not found"):
+        read_selections([other], None, "Call type")
+    (tmp_path / "notes.txt").write_text("a\tb\n1\t2\n")
+    with pytest.raises(DatasetError, match="not a Raven selection table"):
+        read_selections([tmp_path / "notes.txt"])

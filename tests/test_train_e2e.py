@@ -119,3 +119,64 @@ def test_band_cut_floors_the_top_bands_of_some_windows():
     share = (half[:, -1, :] == floor[:, None]).all(dim=1).float().mean()
     assert 0.35 < share < 0.65
     assert (plain[:, -1, :] == floor[:, None]).all(dim=1).float().mean() < 0.2  # only the random frequency mask
+
+
+def test_a_detector_from_ones_own_raven_tables(tmp_path):
+    """The analyst's workflow: Raven tables of one's own recordings -> `prepare raven --positive upcall`
+    -> `train` gives a detector -> `scan` with it finds the calls of a recording it never heard, and
+    `evaluate` scores it. `prepare manifest --positive` and `prepare folders --group-by subfolder` too."""
+    from typer.testing import CliRunner
+
+    from deepdive.cli import app
+    from deepdive.outputs import read_raven_table
+    from deepdive.store import FeatureStore
+    from test_datasets import _annotated_recordings
+
+    runner = CliRunner()
+    data = tmp_path / "data"
+    data.mkdir()
+    tables = _annotated_recordings(data, n_recordings=6, seconds=40.0, seed=3)
+    store, model = tmp_path / "store", tmp_path / "model"
+    res = runner.invoke(app, ["prepare", "raven", *map(str, tables[:5]), "--out", str(store), "--positive", "upcall",
+                              "--features", "stft-image", "--window", "2", "--val-frac", "0"])
+    assert res.exit_code == 0, res.stderr
+    s = FeatureStore(store)
+    assert s.config["task"] == "detection" and s.config["prepare"]["positive"] == "upcall"
+    assert set(s.labels) == {"upcall", "other"}
+    sides = {}
+    for r in s.rows:
+        sides.setdefault(r["group"], set()).add(r["split"])
+    assert all(len(v) == 1 for v in sides.values())  # each recording on one side
+    res = runner.invoke(app, ["train", str(store), "--out", str(model), "--epochs", "12", "--patience", "12",
+                              "--threshold-folds", "0", "--threshold-recall", "0"])
+    assert res.exit_code == 0, res.stderr
+    card = json.loads((model / "card.json").read_text())
+    assert card["task"] == "detection" and card["positive_label"] == "upcall"
+    # scan the sixth recording, never prepared: the events fall on its annotated up-calls
+    out = tmp_path / "scan"
+    res = runner.invoke(app, ["scan", str(data / "rec5.wav"), "--model", str(model), "--out", str(out), "--hop", "1"])
+    assert res.exit_code == 0, res.stderr
+    found = read_raven_table(out / "rec5.selections.txt")
+    truth = [(r["Begin Time (s)"], r["End Time (s)"]) for r in read_raven_table(tables[5])
+             if r["Annotation"] == "upcall" and r["View"] == "Spectrogram 1"]
+    hits = sum(any(a < f["End Time (s)"] and f["Begin Time (s)"] < b for f in found) for a, b in truth)
+    assert hits >= len(truth) - 1 and len(found) <= 2 * len(truth)
+    res = runner.invoke(app, ["evaluate", str(model), str(store)])
+    assert res.exit_code == 0, res.stderr
+    # the same --positive for a manifest, and --group-by subfolder for folders
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\n" + "".join(f"{data / f'rec{k}.wav'},{'a' if k % 2 else 'b'}\n" for k in range(6)))
+    res = runner.invoke(app, ["prepare", "manifest", str(manifest), "--out", str(tmp_path / "ms"), "--positive", "a"])
+    assert res.exit_code == 0, res.stderr
+    assert FeatureStore(tmp_path / "ms").config["task"] == "detection"
+    res = runner.invoke(app, ["prepare", "manifest", str(manifest), "--out", str(tmp_path / "mx"), "--positive", "zebra"])
+    assert res.exit_code == 1 and "the labels are a, b" in res.stderr
+    for k in range(4):
+        d = tmp_path / "folders" / ("A" if k % 2 else "B") / f"day{k // 2}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"r{k}.wav").write_bytes((data / f"rec{k}.wav").read_bytes())
+    res = runner.invoke(app, ["prepare", "folders", str(tmp_path / "folders"), "--out", str(tmp_path / "fs"),
+                              "--group-by", "subfolder", "--val-frac", "0"])
+    assert res.exit_code == 0, res.stderr
+    groups = {r["group"] for r in FeatureStore(tmp_path / "fs").rows}
+    assert groups == {"A/day0", "A/day1", "B/day0", "B/day1"}

@@ -81,6 +81,12 @@ class Kind(StrEnum):
     folders = "folders"
     manifest = "manifest"
     kaggle = "kaggle"
+    raven = "raven"
+
+
+class GroupBy(StrEnum):
+    file = "file"
+    subfolder = "subfolder"
 
 
 class Features(StrEnum):
@@ -160,6 +166,21 @@ def _speeds(text: str) -> tuple[float, ...]:
     return speeds
 
 
+OTHER = "other"
+
+
+def _one_against_the_rest(recs, positive: str):
+    """Recordings relabelled for a detector of `positive`: that label, or OTHER."""
+    from dataclasses import replace
+
+    labels = sorted({r.label for r in recs})
+    if positive not in labels:
+        raise DeepdiveError(f"--positive {positive}: no recording has this label; the labels are {', '.join(labels)}")
+    if len(labels) < 2:
+        raise DeepdiveError(f"--positive {positive}: every recording has this label; a detector needs others too")
+    return [r if r.label == positive else replace(r, label=OTHER) for r in recs]
+
+
 def _source_passes(text: str, sources: set[str]) -> dict[str, int]:
     """NAME=N,NAME=N -> {NAME: N}, every NAME one of `sources` and every N at least 1."""
     out = {}
@@ -182,8 +203,17 @@ def _source_passes(text: str, sources: set[str]) -> dict[str, int]:
 def prepare(
     kind: Annotated[Kind, typer.Argument(help="Dataset layout")],
     paths: Annotated[list[Path], typer.Argument(
-        help="Dataset folder (or manifest CSV); several are trained on together, each split on its own")],
+        help="Dataset folder (manifest CSV, Raven selection tables); several folders are trained on together, "
+             "each split on its own")],
     out: Annotated[Path, typer.Option(help="Store folder to write (resumes if it exists)")],
+    positive: Annotated[str | None, typer.Option(
+        help="manifest, raven: make a detector of this label against every other (windows of no label included)")] = None,
+    audio_dir: Annotated[Path | None, typer.Option(help="raven: where the tables' Begin File recordings are")] = None,
+    label_column: Annotated[str | None, typer.Option(
+        help="raven: the column holding the labels (default: the first of Species, Label, Annotation, Class)")] = None,
+    group_by: Annotated[GroupBy, typer.Option(
+        help="folders: file (every file its own encounter) or subfolder (each class's first-level subfolder one "
+             "encounter: a deployment or a day)")] = GroupBy.file,
     species: Annotated[list[str] | None, typer.Option(help="Keep only these species (repeat)")] = None,
     family: Annotated[list[str] | None, typer.Option(help="Keep only these families (repeat)")] = None,
     min_duration: Annotated[float, typer.Option(help="Drop recordings shorter than this (s)")] = 0.0,
@@ -215,7 +245,11 @@ def prepare(
     `kaggle` (the right-whale challenge layout) prepares a detector's store: 2 s clips at 2 kHz,
     grouped by tape (else identical clips together), short clips mirrored, every clip also twice
     time-shifted with noise and gain. Several PATHs (e.g. the challenge's buoy clips and clips cut
-    from Watkins tapes) make one store, split within each folder."""
+    from Watkins tapes) make one store, split within each folder.
+
+    `raven` reads Raven selection tables: each recording they annotate is cut into windows, a window
+    overlapping a selection takes its label, the others are "background"; each recording is its own
+    encounter. With --positive LABEL (raven or manifest) the store trains a detector of LABEL."""
     from dataclasses import replace
 
     from rich.progress import Progress
@@ -228,9 +262,13 @@ def prepare(
     try:
         if not 0 <= val_frac < 0.8:
             raise DeepdiveError(f"--val-frac {val_frac}: must be at least 0 and below 0.8")
-        recs = select(load_datasets(kind.value, [str(p) for p in paths]), species, family, min_duration, clean_only)
-        detection = kind is Kind.kaggle
-        chosen = features or (Features.stft_image if detection else Features.log_mel)
+        if kind is not Kind.raven and (audio_dir or label_column):
+            raise DeepdiveError("--audio-dir and --label-column are for prepare raven")
+        if positive and kind not in (Kind.raven, Kind.manifest):
+            raise DeepdiveError("--positive is for prepare raven and prepare manifest (kaggle's positive is the right whale)")
+        if group_by is GroupBy.subfolder and kind is not Kind.folders:
+            raise DeepdiveError("--group-by subfolder is for prepare folders")
+        chosen = features or (Features.stft_image if kind is Kind.kaggle else Features.log_mel)
         feats = {Features.log_mel: MelConfig(), Features.stft_image: StftImageConfig(image=_image_size(image)),
                  Features.complexity_entropy: OrdinalConfig(), Features.birdnet: BirdnetConfig()}[chosen]
         given = {"window_s": window, "n_fft": n_fft, "hop_length": hop_length, "fmin": fmin, "fmax": fmax}
@@ -247,20 +285,36 @@ def prepare(
             feats = replace(feats, **{k: v for k, v in given.items() if v is not None})
         except ValueError as exc:
             raise DeepdiveError(str(exc)) from None
+        if kind is Kind.raven:
+            from .datasets.raven import load_raven
+
+            loaded = load_raven(paths, feats.window_s, audio_dir, label_column)
+        elif kind is Kind.folders and group_by is GroupBy.subfolder:
+            from .datasets.folders import load_folders
+
+            loaded = [r for p in paths for r in load_folders(p, group_by="subfolder")]
+        else:
+            loaded = load_datasets(kind.value, [str(p) for p in paths])
+        recs = select(loaded, species, family, min_duration, clean_only)
+        if positive:
+            recs = _one_against_the_rest(recs, positive)
+        detection = kind is Kind.kaggle or bool(positive)
         passes = _source_passes(source_passes, {r.source for r in recs}) if source_passes else {}
         if not 0 <= mix_backgrounds <= 1:
             raise DeepdiveError(f"--mix-backgrounds {mix_backgrounds}: give a probability from 0 to 1")
-        if mix_backgrounds and len(paths) < 2:
+        if mix_backgrounds and len({r.source for r in recs}) < 2:
             raise DeepdiveError("--mix-backgrounds mixes one folder's clips over another's noise: give two or more PATHs")
         if detection:
             from .datasets.kaggle import POSITIVE
 
-            cfg = PrepareConfig(features=feats, task="detection", positive=POSITIVE, min_last_s=min(1.0, feats.window_s),
-                                pad=pad or "mirror", shift="roll", augment_all=not no_balance, seed=seed, val_frac=val_frac,
-                                source_passes=passes, mix_backgrounds=mix_backgrounds)
-        else:
+            cfg = PrepareConfig(features=feats, task="detection", positive=positive or POSITIVE,
+                                min_last_s=min(1.0, feats.window_s), pad=pad or "mirror", shift="roll",
+                                augment_all=not no_balance, seed=seed, val_frac=val_frac, source_passes=passes,
+                                mix_backgrounds=mix_backgrounds)
+        else:  # raven windows are exact windows: their extra slices are rolled within the window
             cfg = PrepareConfig(features=feats, pad=pad or "zeros", balance=not no_balance, seed=seed, val_frac=val_frac,
-                                source_passes=passes, mix_backgrounds=mix_backgrounds)
+                                shift="roll" if kind is Kind.raven else "slice", source_passes=passes,
+                                mix_backgrounds=mix_backgrounds)
         source = {"kind": kind.value, "path": ", ".join(str(p) for p in paths)}
         if kind in (Kind.watkins, Kind.kaggle):
             source["terms"] = dataset_terms(kind.value, [str(p) for p in paths])
