@@ -358,3 +358,44 @@ def test_raven_tables_raven_can_use_summary_and_audacity_labels(tmp_path):
     labels = (tmp_path / "out" / "short.labels.txt").read_text().splitlines()
     start, end, label = labels[0].split("\t")
     assert float(start) == 0.0 and float(end) == pytest.approx(1.45, abs=1e-3) and label.startswith("right whale ")
+
+
+def test_segments_cut_each_event_for_review(tmp_path):
+    """`deepdive segments SCAN_OUT --out DIR`: a clip and a spectrogram per event, padded within the
+    file, at the file's rate; --min-confidence and --max-per-label choose; a folder that is not a scan
+    is one error line."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from deepdive.cli import app
+    from deepdive.scanning import scan_files
+
+    rng = np.random.default_rng(11)
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    sf.write(rec / "a.wav", synth.recording("upcall", 2000, 30.0, rng, n_calls=4), 2000)
+    sf.write(rec / "b.wav", synth.recording("upcall", 4000, 12.0, rng, n_calls=2), 4000)
+    scan_files([rec], tmp_path / "scan", threshold=0.0, hop_s=2.0, formats=("csv",))
+    runner = CliRunner()
+    res = runner.invoke(app, ["segments", str(tmp_path / "scan"), "--out", str(tmp_path / "seg")])
+    assert res.exit_code == 0, res.stderr
+    rows = list(csv.DictReader(open(tmp_path / "seg" / "segments.csv")))
+    assert rows and {r["label"] for r in rows} == {"right whale"}
+    for r in rows:
+        clip, png = tmp_path / "seg" / r["clip"], tmp_path / "seg" / r["spectrogram"]
+        assert clip.parent.name == "right_whale" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        y, sr = sf.read(clip)
+        assert sr == (2000 if "/a_" in r["clip"] else 4000)
+        start, end = float(r["start_s"]), float(r["end_s"])
+        expected = min(end + 0.5, 30.0 if sr == 2000 else 12.0) - max(0.0, start - 0.5)
+        assert len(y) / sr == pytest.approx(expected, abs=2 / sr)
+    res = runner.invoke(app, ["segments", str(tmp_path / "scan"), "--out", str(tmp_path / "few"), "--max-per-label", "1",
+                              "--min-confidence", "0"])
+    assert res.exit_code == 0 and len(list(csv.DictReader(open(tmp_path / "few" / "segments.csv")))) == 1
+    best = max(float(r["peak"]) for r in rows)
+    res = runner.invoke(app, ["segments", str(tmp_path / "scan"), "--out", str(tmp_path / "none"),
+                              "--min-confidence", str(min(1.0, best + 1e-3))])
+    assert res.exit_code == 0 and "0 segments" in res.stdout
+    res = runner.invoke(app, ["segments", str(rec), "--out", str(tmp_path / "x")])
+    assert res.exit_code == 1 and "no scan here" in res.stderr

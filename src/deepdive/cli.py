@@ -581,6 +581,37 @@ def scan(
         raise typer.Exit(1)
 
 
+@app.command()
+def segments(
+    scan_out: Annotated[Path, typer.Argument(help="The --out folder of a deepdive scan")],
+    out: Annotated[Path, typer.Option(help="Folder for the clips and spectrograms")],
+    min_confidence: Annotated[float, typer.Option(help="Only events whose peak score is at least this")] = 0.0,
+    max_per_label: Annotated[int | None, typer.Option(help="At most this many events per label, the most confident")] = None,
+) -> None:
+    """Cut each event of a scan out as a clip (<label>/<file>_<start>_<end>.wav, padded 0.5 s) with its
+    spectrogram (.png), to check the detections by ear and eye; segments.csv lists them."""
+    from rich.progress import Progress
+
+    from .segments import write_segments
+
+    try:
+        _check(_finite(min_confidence) and 0 <= min_confidence <= 1,
+               f"--min-confidence {min_confidence}: give a score from 0 to 1")
+        _check(max_per_label is None or max_per_label >= 1, f"--max-per-label {max_per_label}: give 1 or more")
+        with Progress(console=_console(stderr=True), transient=True) as bar:
+            task = bar.add_task("segments", total=None)
+            result = write_segments(scan_out, out, min_confidence, max_per_label,
+                                    progress=lambda d, t: bar.update(task, completed=d, total=t),
+                                    on_error=lambda f, m: _fail(m))
+    except DeepdiveError as exc:
+        _fail(str(exc))
+        raise typer.Exit(1) from None
+    print(f"{result['segments']} segments ({', '.join(result['labels']) or 'no events'}) -> {out}  "
+          f"(list: {out / 'segments.csv'})")
+    if result["failed"]:
+        raise typer.Exit(1)
+
+
 @data_app.command("watkins")
 def data_watkins(
     out: Annotated[Path, typer.Option(help="Folder to download into (resumes)")],
