@@ -73,10 +73,15 @@ def run_matrix_row(train_on: str, recipe: str, out: Path, reuse: bool) -> dict:
     from deepdive.crossval import crossval_detector
     from deepdive.datasets import load_datasets
 
+    prep, tcfg = recipes()[recipe]
+    if train_on != "both" and prep.mix_backgrounds > 0:
+        # mixing needs another source's noise: trained on one source, the recipe is its unmixed base
+        recipe = next(name for name, (p, t) in recipes().items()
+                      if t == tcfg and p == replace(prep, mix_backgrounds=0.0))
+        prep = replace(prep, mix_backgrounds=0.0)
     path = out / f"{recipe}-{train_on}.json"
     if reuse and path.is_file():
         return json.loads(path.read_text())
-    prep, tcfg = recipes()[recipe]
     recs = load(train_on)
     present = {r.source for r in recs}
     prep = replace(prep, source_passes={k: v for k, v in prep.source_passes.items() if k in present})

@@ -157,8 +157,8 @@ BAD_CASES = [
                                      "--no-update-card"], 1, "none labelled 'right whale'"),
     ("truncated-ogg", ["classify", "{d}/cut.ogg"], 1, "truncated"),
     ("truncated-mp3", ["classify", "{d}/cut.mp3"], 1, "truncated"),
-    ("one-sample-classify", ["classify", "{d}/one_sample.wav"], 1, "too short; give at least 0.1 s"),
-    ("one-sample-detect", ["detect", "{d}/one_sample.wav"], 1, "too short; give at least 0.1 s"),
+    ("one-sample-classify", ["classify", "{d}/one_sample.wav"], 1, "too short; give at least 0.02 s"),
+    ("one-sample-detect", ["detect", "{d}/one_sample.wav"], 1, "too short; give at least 0.02 s"),
     ("one-sample-scan", ["scan", "{d}/one_sample.wav", "--out", "{d}/o1"], 1, ""),
     # one bad argument among good ones: the others still run, the exit code says something failed
     ("missing-among-good", ["classify", "{d}/good.wav", "{d}/missing.wav", "{d}/good.wav", "-f", "json"], 1,
@@ -204,7 +204,7 @@ def test_bad_inputs_give_one_line(corpus, case):
         assert [o["file"].endswith("clip.aiff") and "probability" in o for o in json.loads(out)] == [True, True]
     if name.startswith("one-sample"):  # the same verdict in every command
         said = err if name != "one-sample-scan" else (corpus / "o1" / "errors.csv").read_text()
-        assert "too short; give at least 0.1 s" in said
+        assert "too short; give at least 0.02 s" in said
     if name == "odd-and-long-names":
         raven = sorted(p.name for p in (corpus / "names").glob("*.selections.txt"))
         assert len(raven) == 3 and all(len(n.encode()) < 120 for n in raven)  # all, one per file, short names

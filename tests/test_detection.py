@@ -194,6 +194,9 @@ def test_a_detector_of_two_sources_is_evaluated_per_source(synth_kaggle, tmp_pat
                               "--threshold-folds", "2"])
     assert res.exit_code == 0, res.stderr
     card = json.loads((model / "card.json").read_text())
+    point = next(o for o in card["training_tapes_crossval"]["operating_points"] if o["rule"] == "recall 0.9")
+    assert point["threshold"] == card["threshold"] and set(point["by_source"]) == {"buoys", synth_kaggle.name}
+    assert all(0 <= v["recall"] <= 1 and 0 <= v["own_threshold"] <= 1 for v in point["by_source"].values())
     method = card["split"]["method"]
     assert "buoys: by clip, clips with identical samples kept together" in method
     assert f"{synth_kaggle.name}: by tape" in method
@@ -206,6 +209,23 @@ def test_a_detector_of_two_sources_is_evaluated_per_source(synth_kaggle, tmp_pat
     assert set(test["by_source"]) == {"buoys", synth_kaggle.name}
     n = {src: figures["clean"]["n"] for src, figures in test["by_source"].items()}
     assert sum(n.values()) == test["clean"]["n"] and min(n.values()) > 0
+
+
+def test_operating_points_per_source():
+    """For a model trained on several sources, every operating point also says what it gives on each
+    source, and each source's own threshold for the rule (a source whose calls score lower needs a
+    lower one)."""
+    from deepdive.evaluate import operating_points, recall_threshold
+
+    y = np.array([1, 1, 1, 1, 0, 0, 1, 1, 0, 0])
+    p = np.array([0.9, 0.8, 0.7, 0.6, 0.1, 0.2, 0.3, 0.2, 0.05, 0.1])
+    src = np.array(["a"] * 6 + ["b"] * 4)
+    pooled = operating_points(y, p)
+    points = {o["rule"]: o for o in operating_points(y, p, sources=src)}
+    assert [o["threshold"] for o in pooled] == [o["threshold"] for o in points.values()]
+    b = points["recall 0.95"]["by_source"]["b"]
+    assert b["own_threshold"] == pytest.approx(recall_threshold(y[src == "b"], p[src == "b"], 0.95), abs=1e-4)
+    assert points["recall 0.5"]["by_source"]["a"]["recall"] >= 0.5 and points["recall 0.5"]["by_source"]["b"]["recall"] == 0
 
 
 def test_fit_can_stop_at_a_given_epoch(detector_store):

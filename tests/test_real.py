@@ -61,6 +61,17 @@ def test_loader_counts(watkins, watkins_metadata):
         assert len(reached) == len(members)
 
 
+def test_gear_maps_to_recording_systems(watkins, watkins_metadata):
+    """The gear text of (nearly) every cut names a known recording system, and the systems are several."""
+    from deepdive.datasets.watkins import GEAR_SYSTEMS, recording_system
+
+    assert [r.gear for r in watkins] == [m["gear"] for m in watkins_metadata]
+    known = {name for name, _ in GEAR_SYSTEMS} | {"unknown"}
+    systems = [recording_system(r.gear) for r in watkins]
+    assert sum(s in known for s in systems) >= 0.95 * len(systems)
+    assert len(set(systems)) >= 5
+
+
 def test_split_is_disjoint_by_encounter(watkins):
     from deepdive.prepare import split_by_encounter
 

@@ -200,11 +200,27 @@ class Bundle:
             raise ModelError(f"{self.path}: expects windows of shape {shape}, got {feats.shape[1:]}")
         session = self.session_with(threads or env_threads())
         name = session.get_inputs()[0].name
-        out = [session.run(None, {name: feats[i : i + batch_size]})[0] for i in range(0, len(feats), batch_size)]
+        first = [session.get_outputs()[0].name]  # the logits (a graph may also give an embedding)
+        out = [session.run(first, {name: feats[i : i + batch_size]})[0] for i in range(0, len(feats), batch_size)]
         logits = np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
         if not np.isfinite(logits).all():  # never a NaN probability in an answer
             raise ModelError(f"{self.path.name}: the model gave no finite score for this audio; check the file's samples")
         return logits
+
+    def embed(self, feats: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        """The model's embedding of each window, (n, d): the vector its classifier reads (the graph's
+        'embedding' output, from the fp32 model), or for BirdNET features the features themselves."""
+        feats = np.asarray(feats, dtype=np.float32)
+        if self.features.kind == "birdnet":
+            return feats.reshape(len(feats), -1)
+        fp32 = self if self.model_file.name == "model.onnx" else Bundle.load(self.path, precision="fp32")
+        session = fp32.session
+        if "embedding" not in [o.name for o in session.get_outputs()]:
+            raise ModelError(f"{self.path.name}: its model.onnx gives no embedding; export it again with this "
+                             "version (deepdive.train.reexport, or train it again)")
+        name = session.get_inputs()[0].name
+        out = [session.run(["embedding"], {name: feats[i : i + batch_size]})[0] for i in range(0, len(feats), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
     def predict(self, feats: np.ndarray, batch_size: int = 16, threads: int | None = None) -> np.ndarray:
         """Class probabilities for windows of features, shape (n, n_classes)."""

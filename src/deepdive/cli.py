@@ -582,6 +582,80 @@ def scan(
 
 
 @app.command()
+def embed(
+    paths: Annotated[list[Path], typer.Argument(help="Recordings or folders of recordings")],
+    out: Annotated[Path, typer.Option(help="The Parquet file to write (one row per window)")],
+    model: Annotated[str, typer.Option(help="species (default), rightwhale, species-birdnet, or a bundle folder")] = "species",
+    hop: Annotated[float | None, typer.Option(help="Seconds between window starts (default: half a window)")] = None,
+    recursive: Annotated[bool, typer.Option(help="Look into subfolders too")] = False,
+) -> None:
+    """Write the model's embedding of every window (file, start_s, end_s, embedding) for `deepdive search`."""
+    from rich.progress import Progress
+
+    from .bundle import resolve
+    from .embedding import embed_files, write_embeddings
+    from .scanning import find_audio
+
+    failed = False
+
+    def bad(path, message):
+        nonlocal failed
+        failed = True
+        _fail(message)
+
+    try:
+        _check_hop(hop)
+        bundle = resolve(model)
+        files = find_audio(paths, recursive)
+        with Progress(console=_console(stderr=True), transient=True) as bar:
+            task = bar.add_task("embedding", total=len(files))
+            rows = embed_files(files, bundle, hop, on_error=bad, progress=lambda d, t: bar.update(task, completed=d))
+        _check(bool(rows), "no window was embedded: no readable recording among the PATHs")
+        write_embeddings(rows, out, bundle)
+    except DeepdiveError as exc:
+        _fail(str(exc))
+        raise typer.Exit(1) from None
+    print(f"{len(rows)} windows of {len({r['file'] for r in rows})} files, {len(rows[0]['embedding'])} values each -> {out}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def search(
+    query: Annotated[Path, typer.Argument(help="A recording of the sound to look for")],
+    embeddings: Annotated[Path, typer.Argument(help="A Parquet file written by deepdive embed")],
+    top: Annotated[int, typer.Option(help="How many windows to list")] = 10,
+    model: Annotated[str | None, typer.Option(help="The model (default: the one the embeddings were made with)")] = None,
+    format: Annotated[Format, typer.Option("--format", "-f", help="Output format")] = Format.table,
+) -> None:
+    """The windows most like QUERY (cosine similarity of the model's embeddings), with files and times."""
+    import json
+
+    from .embedding import search as find
+
+    try:
+        _check(top >= 1, f"--top {top}: give how many windows to list, 1 or more")
+        hits = find(query, embeddings, model, top)
+    except DeepdiveError as exc:
+        _fail(str(exc))
+        raise typer.Exit(1) from None
+    if format is Format.json:
+        print(json.dumps(hits, indent=2, ensure_ascii=False))
+    elif format is Format.csv:
+        sys.stdout.write("file,start_s,end_s,similarity\n" + "".join(
+            f"{h['file']},{h['start_s']},{h['end_s']},{h['similarity']}\n" for h in hits))
+    else:
+        from rich.table import Table
+
+        t = Table(title=f"nearest to {query.name}", title_justify="left", show_edge=False)
+        for col in ("#", "file", "start (s)", "end (s)", "similarity"):
+            t.add_column(col, justify="right" if col != "file" else "left")
+        for k, h in enumerate(hits, start=1):
+            t.add_row(str(k), h["file"], f"{h['start_s']:.2f}", f"{h['end_s']:.2f}", f"{h['similarity']:.3f}")
+        _console().print(t)
+
+
+@app.command()
 def segments(
     scan_out: Annotated[Path, typer.Argument(help="The --out folder of a deepdive scan")],
     out: Annotated[Path, typer.Option(help="Folder for the clips and spectrograms")],

@@ -302,16 +302,34 @@ def recall_threshold(y: np.ndarray, p: np.ndarray, recall: float) -> float:
 OPERATING_RECALLS = (0.5, 0.8, 0.9, 0.95)
 
 
-def operating_points(y: np.ndarray, p: np.ndarray, recalls=OPERATING_RECALLS) -> list[dict]:
+def operating_points(y: np.ndarray, p: np.ndarray, recalls=OPERATING_RECALLS, sources=None) -> list[dict]:
     """Thresholds a reviewer can choose from, with the precision and recall each gave on (`y`, `p`):
-    the F1-best one, then one per target recall."""
+    the F1-best one, then one per target recall.
+
+    With `sources` (each clip's source, for a model trained on several), each point also gives, per
+    source, the precision and recall at that threshold and the source's own threshold for the rule:
+    a model's scores need not run alike on every recorder, and an analyst whose recordings resemble
+    one source can take its threshold."""
     y = np.asarray(y, dtype=int)
     p = np.asarray(p, dtype=np.float64)
-    rules = [("maximum F1", best_f1_threshold(y, p))] + [(recall_rule(r), recall_threshold(y, p, r)) for r in recalls]
+    src = None if sources is None else np.asarray(sources)
+    names = [] if src is None else sorted(s for s in set(src) if 0 < y[src == s].sum() < (src == s).sum())
+
+    def rules(yy, pp):
+        return [("maximum F1", best_f1_threshold(yy, pp))] + [(recall_rule(r), recall_threshold(yy, pp, r)) for r in recalls]
+
+    own = {s: dict(rules(y[src == s], p[src == s])) for s in names}
     points = []
-    for rule, t in rules:
+    for rule, t in rules(y, p):
         m = detection_metrics(y, p, t)
-        points.append({"rule": rule, "threshold": round(t, 4), "precision": m["precision"], "recall": m["recall"]})
+        point = {"rule": rule, "threshold": round(t, 4), "precision": m["precision"], "recall": m["recall"]}
+        if names:
+            point["by_source"] = {}
+            for s in names:
+                ms = detection_metrics(y[src == s], p[src == s], round(t, 4))
+                point["by_source"][s] = {"precision": ms["precision"], "recall": ms["recall"],
+                                         "own_threshold": round(own[s][rule], 4)}
+        points.append(point)
     return points
 
 

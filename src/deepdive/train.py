@@ -310,6 +310,14 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
     return model, history, best[1], monitor, transfer
 
 
+def row_sources(store: FeatureStore) -> list[str] | None:
+    """Each window's source in a store of several (their groups are prefixed by the source's name), or
+    None for a store of one source."""
+    if len({row.get("source") for row in store.config.get("split_report", [])}) < 2:
+        return None
+    return [row["group"].split("/", 1)[0] for row in store.rows]
+
+
 def train(store_path: str | Path, out: str | Path, cfg: TrainConfig | None = None, progress: bool = True) -> Path:
     """Train on the store's train split, stop early on validation loss, export a bundle to `out`.
 
@@ -402,11 +410,11 @@ def _crossval_threshold(store: FeatureStore, cfg: TrainConfig, labels: list[str]
     from .prepare import group_folds
 
     pool = [i for i in range(len(store)) if store.rows[i]["split"] in ("train", "val")]
-    # a store of several sources prefixes each group with its source: folds are then dealt within each
-    several = len({row.get("source") for row in store.config.get("split_report", [])}) > 1
+    # a store of several sources: folds are dealt within each
+    sources = row_sources(store)
     recs = {store.rows[i]["key"]: Recording(path=store.rows[i]["key"], label=store.rows[i]["label"],
                                             group=store.rows[i]["group"], duration_s=1.0,
-                                            source=store.rows[i]["group"].split("/", 1)[0] if several else "")
+                                            source=sources[i] if sources else "")
             for i in pool}
     folds = group_folds(list(recs.values()), cfg.threshold_folds, cfg.seed)
     scores: dict[str, float] = {}
@@ -426,11 +434,13 @@ def _crossval_threshold(store: FeatureStore, cfg: TrainConfig, labels: list[str]
     p = np.array([scores[k] for k in keys])
     if not 0 < y.sum() < len(y):
         return 0.5, "default 0.5 (the out-of-fold clips lack one of the classes)", {"folds": len(folds), "clips": len(keys)}
+    clip_sources = [recs[k].source for k in keys] if sources else None
+    points = operating_points(y, p, sources=clip_sources)
     threshold, rule = _threshold_rule(y, p, cfg.threshold_recall)
     epochs = f"models stopped at epoch {stop_at}" if stop_at else f"models trained {cfg.epochs} epochs"
     rule += f" on out-of-fold scores of the training and validation encounters ({len(folds)} folds by group, {epochs})"
     return threshold, rule, {"folds": len(folds), "clips": len(keys), "positives": int(y.sum()),
-                             "roc_auc": round(roc_auc(y, p), 4), "operating_points": operating_points(y, p)}
+                             "roc_auc": round(roc_auc(y, p), 4), "operating_points": points}
 
 
 def _choose_threshold(model: nn.Module, store: FeatureStore, va: list[int], y_va: np.ndarray, positive: int,
@@ -452,16 +462,52 @@ def _write_history(history: list[dict], path: Path) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+class _WithEmbedding(nn.Module):
+    """Exports a model's logits and its embedding as two outputs of one graph (computed once)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.forward_with_embedding(x)
+
+
 def export_onnx(model: nn.Module, shape: tuple[int, ...], path: Path, input_name: str = "logmel") -> None:
-    """Export with a dynamic batch axis; input (batch, *shape) named `input_name` -> 'logits'."""
+    """Export with a dynamic batch axis; input (batch, *shape) named `input_name` -> 'logits', and
+    'embedding' too for a model that has one (`forward_with_embedding`: the vector its classifier
+    reads, for `deepdive embed` and `search`)."""
     model.eval()
     dummy = torch.zeros(2, *shape)
+    outputs = ["logits"]
+    if hasattr(model, "forward_with_embedding"):
+        model, outputs = _WithEmbedding(model).eval(), ["logits", "embedding"]
     buf = io.BytesIO()
     torch.onnx.export(
-        model, (dummy,), buf, input_names=[input_name], output_names=["logits"],
-        dynamic_axes={input_name: {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False,
+        model, (dummy,), buf, input_names=[input_name], output_names=outputs,
+        dynamic_axes={input_name: {0: "batch"}, **{o: {0: "batch"} for o in outputs}}, opset_version=17, dynamo=False,
     )
     atomic_write_bytes(path, buf.getvalue())
+
+
+def reexport(bundle_dir: str | Path) -> Path:
+    """Write a bundle's model.onnx again from its model.pt with today's export (an older bundle gains
+    its embedding output); the weights, and so the scores, are unchanged."""
+    from .bundle import Bundle
+
+    bundle = Bundle.load(bundle_dir, precision="fp32")
+    card = bundle.card
+    training = card.get("training", {})
+    shape = bundle.features.shape
+    n = len(card["labels"])
+    options = training.get("model_options", {})
+    members = training.get("members")
+    model = (Ensemble([build(card["model"], n, shape, **options) for _ in members]) if members
+             else build(card["model"], n, shape, **options))
+    state = torch.load(Path(bundle_dir) / "model.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    export_onnx(model.eval(), shape, Path(bundle_dir) / "model.onnx", card["input"]["name"])
+    return Path(bundle_dir) / "model.onnx"
 
 
 def _json_row(row: dict) -> dict:
@@ -491,7 +537,7 @@ def make_card(store: FeatureStore, cfg: TrainConfig, feats_cfg, history, best_ep
         "split": {
             "method": _split_method(sc["split_report"]),
             "seed": sc["prepare"]["seed"],
-            "report": sc["split_report"],
+            "report": _card_report(sc["split_report"]),
         },
         "training": {**asdict(cfg), "epochs_run": len(history), "best_epoch": best_epoch, "monitor": monitor,
                      "final": _json_row(history[best_epoch - 1]) if best_epoch > 0 else None},
@@ -513,6 +559,27 @@ def make_card(store: FeatureStore, cfg: TrainConfig, feats_cfg, history, best_ep
     return card
 
 
+UNITS_LISTED = 1000  # a card lists at most this many units of a split; beyond, their count and a digest
+
+
+def _card_report(report: list[dict]) -> list[dict]:
+    """The split report for a card: a split of more than UNITS_LISTED units (thousands of clips) is
+    given as its count and the SHA-1 of its sorted names (one per line), so that the card stays small
+    and the split can still be checked; test units are always listed."""
+    import hashlib
+
+    out = []
+    for row in report:
+        row = dict(row)
+        for split in ("train", "val"):
+            units = row.get(f"{split}_units", [])
+            if len(units) > UNITS_LISTED:
+                row[f"{split}_units"] = {"count": len(units),
+                                         "sha1": hashlib.sha1("\n".join(sorted(units)).encode()).hexdigest()}
+        out.append(row)
+    return out
+
+
 def _split_method(report: list[dict]) -> str:
     """How a store was split, in words, from its split report (per source where there are several)."""
     single = ("by encounter (tape or date), stratified by species, seeded; single-encounter species "
@@ -526,8 +593,7 @@ def _split_method(report: list[dict]) -> str:
              "enc-": "by encounter (clips sharing a tape or a date)"}
     parts = []
     for source in sources:
-        units = [u for row in report if row.get("source") == source
-                 for split in ("train", "val", "test") for u in row.get(f"{split}_units", [])]
+        units = [u for row in report if row.get("source") == source for u in row.get("test_units", [])]
         kind = next((text for prefix, text in kinds.items() if units and units[0].split("/", 1)[-1].startswith(prefix)),
                     "by its groups")
         parts.append(f"{source}: {kind}")

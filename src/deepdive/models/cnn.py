@@ -83,6 +83,15 @@ class DeepdiveResNet(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * c_in, n_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
+
+    def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, embedding) from one pass: the embedding is the pooled vector the classifier reads
+        (mean and max of the last block over time and frequency), what `deepdive embed` stores."""
+        e = self.embed(x)
+        return self.head(e), e
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
         x = x.unsqueeze(1)
         centred = (x - x.mean(dim=3, keepdim=True)) / DB_SCALE * 2  # per band, over time
         level = (x + 40.0) / DB_SCALE  # absolute level relative to the window's peak
@@ -93,8 +102,7 @@ class DeepdiveResNet(nn.Module):
             white = centred / (centred.std(dim=3, keepdim=True) + 0.05)
             channels.append(white - white.mean(dim=2, keepdim=True))
         h = self.stages(self.stem(torch.cat(channels, dim=1)))
-        pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
-        return self.head(pooled)
+        return torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
 
 
 class EmbeddingHead(nn.Module):
