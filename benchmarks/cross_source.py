@@ -18,7 +18,8 @@ that its model heard.
     .venv/bin/python benchmarks/cross_source.py [--train buoys tapes both] [--recipe cnn] [--reuse] [--fixed]
 
 Every run's out-of-fold probabilities go to runs/cross-source/RECIPE-TRAIN.json (`--reuse` reads them
-instead of training again) and the tables are printed in Markdown. One model trained on the buoy clips
+instead of training again; a run that was stopped goes on from its last finished fold, saved as
+work-RECIPE-TRAIN/foldI.json) and the tables are printed in Markdown. One model trained on the buoy clips
 takes about 10 to 25 minutes on 2 cores (the recipe's epochs), so the whole matrix takes hours.
 """
 
@@ -92,7 +93,7 @@ def run_matrix_row(train_on: str, recipe: str, out: Path, reuse: bool) -> dict:
         other = load_datasets("kaggle", [str(other_dir)])
     # with both sources, every recording's group is prefixed by its folder: folds within each source
     # are then those the source gets alone (group_folds deals each source on its own)
-    result = crossval_detector(recs, out / f"work-{recipe}-{train_on}", prep, tcfg, k=5, seed=0,
+    result = crossval_detector(recs, out / f"work-{recipe}-{train_on}", prep, tcfg, k=5, seed=0, resume=True,
                                also_score=other,
                                progress=lambda i, k, f: print(f"  {recipe}/{train_on}: fold {i}/{k} AUC {f['roc_auc']}"
                                                               + (f", other source {f['also_roc_auc']}" if "also_roc_auc" in f else ""),

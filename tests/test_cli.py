@@ -302,3 +302,30 @@ def test_a_second_scan_into_the_same_folder_stops_at_once(corpus, tmp_path):
     assert res.returncode == 1 and b"another scan is writing into this folder" in res.stderr
     assert not (out / "journal.jsonl").exists()
     assert _deepdive("scan", corpus / "good.wav", "--out", out).returncode == 0  # once the first is done
+
+
+def test_classify_min_confidence_keeps_only_the_species_above_it(tmp_path):
+    import json
+
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    import deepdive
+    from deepdive import synth
+    from deepdive.cli import app
+
+    rng = np.random.default_rng(3)
+    path = tmp_path / "a.wav"
+    sf.write(path, synth.recording("upcall", 8000, 4.0, rng, n_calls=1), 8000)
+    full = deepdive.classify(path)
+    cut = (full[1]["probability"] + full[2]["probability"]) / 2  # between the second and the third
+    kept = deepdive.classify(path, min_confidence=cut)
+    assert kept == full[:2]
+    runner = CliRunner()
+    res = runner.invoke(app, ["classify", str(path), "--min-confidence", str(cut), "--format", "json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)[0]["ranking"] == json.loads(json.dumps(full[:2]))
+    res = runner.invoke(app, ["classify", str(path), "--min-confidence", "1"])
+    assert res.exit_code == 0 and "no species at or above 100%" in res.stdout
+    for bad in ("1.5", "-0.1", "nan"):
+        res = runner.invoke(app, ["classify", str(path), "--min-confidence", bad])
+        assert res.exit_code == 1 and "--min-confidence" in res.stderr

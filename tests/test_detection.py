@@ -386,6 +386,36 @@ def test_crossval_scores_every_clip_once(synth_kaggle, tmp_path):
     assert r["conditions"]["clean"]["roc_auc"] > 0.5
 
 
+def test_a_stopped_crossval_goes_on_from_its_finished_folds(synth_kaggle, tmp_path, monkeypatch):
+    from conftest import detection_cfg
+    from deepdive import train as train_mod
+    from deepdive.crossval import crossval_detector
+    from deepdive.datasets import load_kaggle
+    from deepdive.train import TrainConfig
+
+    recs = load_kaggle(synth_kaggle)
+    tcfg = TrainConfig(model="detector-cnn", epochs=1, patience=1)
+    first = crossval_detector(recs, tmp_path, detection_cfg(), tcfg, k=2, snrs_db=(10.0,), resume=True)
+    real_train, trained = train_mod.train, []
+
+    def counting(store, out, cfg, **kw):
+        trained.append(cfg)
+        return real_train(store, out, cfg, **kw)
+
+    monkeypatch.setattr(train_mod, "train", counting)
+    (tmp_path / "fold1.json").unlink()  # as if stopped while fold 1 trained
+    again = crossval_detector(recs, tmp_path, detection_cfg(), tcfg, k=2, snrs_db=(10.0,), resume=True)
+    assert len(trained) == 1  # fold 0 read back, fold 1 trained
+    assert sorted(again["clips"]) == sorted(first["clips"])
+    assert again["folds"][0] == first["folds"][0]
+    n0 = first["folds"][0]["clips"]
+    assert again["probabilities"]["clean"][:n0] == first["probabilities"]["clean"][:n0]
+    # another recipe does not reuse the saved fold
+    crossval_detector(recs, tmp_path, detection_cfg(), TrainConfig(model="detector-cnn", epochs=2, patience=2), k=2,
+                      snrs_db=(10.0,), resume=True)
+    assert len(trained) == 3
+
+
 def test_crossval_trains_each_fold_on_the_subset_asked_for(synth_kaggle, tmp_path):
     from conftest import detection_cfg
     from deepdive.crossval import crossval_detector

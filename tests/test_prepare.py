@@ -11,10 +11,10 @@ from deepdive.prepare import (
     balance_plan,
     iter_windows,
     prepare,
-    slice_windows,
     split_by_encounter,
 )
 from deepdive.store import FeatureStore
+from deepdive.windows import slice_windows
 
 
 def _rec(i, label, group, tape="", dur=10.0, cut=""):
@@ -180,7 +180,7 @@ def test_group_folds_partition_by_group():
 
 
 def test_mirror_padding_and_detection_augmentation():
-    from deepdive.prepare import mirror_pad
+    from deepdive.windows import mirror_pad
 
     assert mirror_pad(np.arange(3.0), 10, 4).tolist() == [2, 2, 1, 0, 0, 1, 2, 2, 1, 0]
     assert mirror_pad(np.arange(5.0), 5, 0).tolist() == [0, 1, 2, 3, 4]

@@ -254,7 +254,7 @@ def test_resume_after_kill_9(long_files, tmp_path):
     script = (
         "import os, signal, sys\n"
         "from deepdive.scanning import scan_files\n"
-        "def progress(done, total, s):\n"
+        "def progress(done, total, s, within=None):\n"
         "    if done == 2:\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
         f"scan_files([{str(long_files)!r}], {str(out)!r}, threshold=0.05, progress=progress)\n"
@@ -399,3 +399,85 @@ def test_segments_cut_each_event_for_review(tmp_path):
     assert res.exit_code == 0 and "0 segments" in res.stdout
     res = runner.invoke(app, ["segments", str(rec), "--out", str(tmp_path / "x")])
     assert res.exit_code == 1 and "no scan here" in res.stderr
+
+
+def test_timestamp_formats_find_the_start_in_file_names():
+    from datetime import UTC, datetime
+
+    from deepdive.errors import DeepdiveError
+    from deepdive.timestamps import FileTimes, iso, strftime_pattern
+
+    assert strftime_pattern("YYMMDDhhmmss") == strftime_pattern("soundtrap") == "%y%m%d%H%M%S"
+    assert strftime_pattern("YYYYMMDD_HHMMSS") == strftime_pattern("AudioMoth") == "%Y%m%d_%H%M%S"
+    t = FileTimes("soundtrap")
+    assert t.start("/data/5783.190602123456.wav") == datetime(2019, 6, 2, 12, 34, 56, tzinfo=UTC)
+    assert t.start("5783.191302123456.wav") is None  # month 13: digits, but no date
+    assert t.start("1190602123456.wav") is None  # the digits run on: not this format
+    assert t.start("recording.wav") is None
+    moth = FileTimes("%Y%m%d_%H%M%S")
+    assert moth.start("site3_20200409_173257.WAV") == datetime(2020, 4, 9, 17, 32, 57, tzinfo=UTC)
+    assert FileTimes("%Y-%j_%H%M").start("x_2021-032_0405.flac") == datetime(2021, 2, 1, 4, 5, tzinfo=UTC)
+    assert iso(datetime(2019, 6, 2, 23, 59, 59, tzinfo=UTC), 1.25) == "2019-06-03T00:00:00.250Z"
+    for bad in ("%Y%m%d", "%Y%m%d%H%M%Q", "hello"):
+        with pytest.raises(DeepdiveError, match="--timestamp-format"):
+            FileTimes(bad)
+
+
+def test_scan_gives_absolute_utc_times_and_progress_inside_long_files(tmp_path):
+    """--timestamp-format: events of a file named by its start time get start_utc/end_utc in every
+    table (Raven, CSV, JSON, Parquet) and summary.csv the file's start; a file without a time in its
+    name is scanned, named on stderr, and has no absolute times. Progress moves inside a long file."""
+    import csv
+    import json
+
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from deepdive.cli import app
+    from deepdive.outputs import read_raven_table
+    from deepdive.scanning import scan_files
+
+    rng = np.random.default_rng(12)
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    sf.write(rec / "5783.190602235950.wav", synth.recording("upcall", 2000, 20.0, rng, n_calls=3), 2000)
+    sf.write(rec / "untimed.wav", synth.recording("upcall", 2000, 8.0, rng, n_calls=1), 2000)
+    res = CliRunner().invoke(app, ["scan", str(rec), "--out", str(tmp_path / "out"), "--threshold", "0",
+                                   "--format", "raven,csv,json,parquet", "--timestamp-format", "YYMMDDhhmmss"])
+    assert res.exit_code == 0, res.stderr
+    assert "1 file(s) without a start time" in res.stderr and "untimed.wav" in res.stderr
+    out = tmp_path / "out"
+    files = {f["file"].rsplit("/", 1)[-1]: f for f in json.loads((out / "events.json").read_text())["files"]}
+    timed = files["5783.190602235950.wav"]["events"]
+    assert timed and all("start_utc" not in e for e in files["untimed.wav"]["events"])
+    for e in timed:  # 2019-06-02 23:59:50 + start_s, across midnight
+        from datetime import datetime, timedelta
+
+        start = datetime(2019, 6, 2, 23, 59, 50) + timedelta(seconds=e["start_s"])
+        assert e["start_utc"] == start.isoformat(timespec="milliseconds") + "Z"
+        assert e["end_utc"] > e["start_utc"]
+    rows = list(csv.DictReader(open(out / "events.csv")))
+    assert {r["start_utc"] for r in rows if "untimed" in r["file"]} == {""}
+    assert [r["start_utc"] for r in rows if "5783" in r["file"]] == [e["start_utc"] for e in timed]
+    raven = read_raven_table(out / "all.selections.txt")
+    assert [r["Begin Date Time (UTC)"] for r in raven if "5783" in r["Begin File"]] == \
+        [e["start_utc"].replace("T", " ").rstrip("Z") for e in timed]
+    summary = {r["file"].rsplit("/", 1)[-1]: r for r in csv.DictReader(open(out / "summary.csv"))}
+    assert summary["5783.190602235950.wav"]["start_utc"] == "2019-06-02T23:59:50.000Z"
+    assert summary["untimed.wav"]["start_utc"] == ""
+    table = pq.read_table(out / "events.parquet").to_pylist()
+    got = [r["start_utc"] for r in table if "5783" in r["file"]]
+    assert [g.isoformat(timespec="milliseconds").replace("+00:00", "Z") for g in got] == [e["start_utc"] for e in timed]
+    # without the option the tables are as before
+    scan_files([rec], tmp_path / "plain", threshold=0.0)
+    assert "start_utc" not in (tmp_path / "plain" / "events.csv").read_text()
+    assert "Date Time" not in (tmp_path / "plain" / "all.selections.txt").read_text()
+
+    # progress: told inside the 20 s file, not only once it is done
+    seen = []
+    scan_files([rec / "5783.190602235950.wav"], tmp_path / "p", threshold=0.0, hop_s=0.1,
+               progress=lambda done, total, s, within=None: seen.append((done, s, within)))
+    inside = [w for d, s, w in seen if w is not None]
+    assert len(inside) >= 2 and all(d == 0 for d, s, w in seen if w is not None)
+    assert [w[0] for w in inside] == sorted(w[0] for w in inside) and inside[-1][0] == pytest.approx(20.0, abs=0.2)
+    assert all(w[1] == pytest.approx(20.0) for w in inside) and seen[-1][:2] == (1, pytest.approx(20.0))

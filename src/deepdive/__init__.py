@@ -14,11 +14,11 @@ from .errors import (  # noqa: E402
 )
 
 
-def classify(path_or_array, sr=None, model=None, top=None):
+def classify(path_or_array, sr=None, model=None, top=None, min_confidence=None):
     """Rank every species the model knows for one recording (see deepdive.predict.classify)."""
     from .predict import classify as _classify
 
-    return _classify(path_or_array, sr=sr, model=model, top=top)
+    return _classify(path_or_array, sr=sr, model=model, top=top, min_confidence=min_confidence)
 
 
 def detect(path_or_array, sr=None, model=None):

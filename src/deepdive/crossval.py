@@ -42,6 +42,7 @@ def crossval_detector(
     train_seed: int | None = None,
     train_subset=None,
     also_score: list[Recording] | None = None,
+    resume: bool = False,
 ) -> dict:
     """Train and test `k` detectors on group folds; returns pooled and per-fold metrics.
 
@@ -52,7 +53,11 @@ def crossval_detector(
     Recordings of several sources (`Recording.source`) are folded within each source (see
     `group_folds`), and the pooled figures are also given per source (`by_source`). `also_score`:
     recordings that no fold trains on (another source, for a cross-source figure), scored clean by
-    every fold's model; `also` holds each model's probabilities and AUC, and the AUC of their mean."""
+    every fold's model; `also` holds each model's probabilities and AUC, and the AUC of their mean.
+
+    Each finished fold is written to `work/foldI.json`; with `resume`, a fold whose file is there (and
+    was made with the same folds, configs and clips) is read instead of trained again, so a run of
+    hours that is stopped goes on where it stopped."""
     from .train import train
 
     work = Path(work)
@@ -69,6 +74,20 @@ def crossval_detector(
         if not test_keys:
             continue
         held = set(test_keys)
+        done_path = work / f"fold{i}.json"
+        stamp = _fold_stamp(i, k, seed, train_seed, prep_cfg, train_cfg, test_keys, len(recordings), also_clips)
+        if resume and done_path.is_file():
+            done = json.loads(done_path.read_text())
+            if done.get("stamp") == stamp:
+                per_fold.append(done["fold"])
+                keys += done["clips"]
+                for cond, probs in done["probabilities"].items():
+                    pooled.setdefault(cond, []).extend(probs)
+                if also_clips:
+                    also_probs.append(done["also"])
+                if progress:
+                    progress(i + 1, k, per_fold[-1])
+                continue
         fold_recs = recordings
         if train_subset is not None:
             kept = {r.key for r in train_subset(i, [r for r in recordings if r.key not in held])}
@@ -96,6 +115,9 @@ def crossval_detector(
         keys += report["clips"]
         for cond, probs in report["probabilities"].items():
             pooled.setdefault(cond, []).extend(probs)
+        done_path.write_text(json.dumps({"stamp": stamp, "fold": per_fold[-1], "clips": report["clips"],
+                                         "probabilities": report["probabilities"],
+                                         "also": also_probs[-1] if also_clips else None}))
         if not keep_models:
             shutil.rmtree(work / f"fold{i}", ignore_errors=True)
         if progress:
@@ -125,6 +147,14 @@ def crossval_detector(
             "mean_probability": detection_metrics(y, np.mean(also_probs, axis=0), threshold),
         }
     return out
+
+
+def _fold_stamp(i, k, seed, train_seed, prep_cfg, train_cfg, test_keys, n, also_clips) -> str:
+    """What a fold's result depends on, hashed: a saved fold is reused only if this matches."""
+    import hashlib
+
+    parts = [i, k, seed, train_seed, repr(prep_cfg), repr(train_cfg), sorted(test_keys), n, also_clips]
+    return hashlib.sha1(json.dumps(parts, default=str).encode()).hexdigest()
 
 
 def crossval_species(

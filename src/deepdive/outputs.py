@@ -27,12 +27,16 @@ def rankings_csv(results: list[dict]) -> str:
     return buf.getvalue()
 
 
-def rankings_table(results: list[dict], console) -> None:
-    """Print one rich table per file."""
+def rankings_table(results: list[dict], console, min_confidence: float | None = None) -> None:
+    """Print one rich table per file (a line for a file with no species at or above `min_confidence`)."""
+    from rich.markup import escape
     from rich.table import Table
 
     for r in results:
         if "error" in r:
+            continue
+        if not r["ranking"]:
+            console.print(f"{escape(r['file'])}: no species at or above {min_confidence:.0%}", soft_wrap=True)
             continue
         t = Table(title=r["file"], title_justify="left", show_edge=False)
         t.add_column("#", justify="right")
@@ -111,7 +115,8 @@ def raven_table(files: list[tuple], low_hz: float, high_hz: float) -> str:
 
     buf = io.StringIO()
     w = csv.writer(buf, delimiter="\t", lineterminator="\n")
-    w.writerow(RAVEN_COLUMNS)
+    timed = any("start_utc" in e for _, _, events, *_ in files for e in events)
+    w.writerow(RAVEN_COLUMNS + (RAVEN_UTC_COLUMNS if timed else []))
     selection, offset = 0, 0.0
     for path, duration, events, *rate in files:
         sr = rate[0] if rate and rate[0] else None
@@ -122,9 +127,18 @@ def raven_table(files: list[tuple], low_hz: float, high_hz: float) -> str:
             start, end = max(0.0, e["start_s"]), min(duration, e["end_s"]) if duration else e["end_s"]
             w.writerow([selection, "Spectrogram 1", 1, f"{offset + start:.4f}", f"{offset + end:.4f}",
                         f"{low:.1f}", f"{high:.1f}", e["label"], e.get("scientific_name", ""), f"{e['peak']:.4f}",
-                        path, os.path.basename(path), f"{start:.4f}"])
+                        path, os.path.basename(path), f"{start:.4f}"]
+                       + ([_raven_time(e.get("start_utc")), _raven_time(e.get("end_utc"))] if timed else []))
         offset += duration
     return buf.getvalue()
+
+
+RAVEN_UTC_COLUMNS = ["Begin Date Time (UTC)", "End Date Time (UTC)"]
+
+
+def _raven_time(iso: str | None) -> str:
+    """2019-06-02T12:34:56.789Z as 2019-06-02 12:34:56.789 (empty for a file whose name has no time)."""
+    return iso.replace("T", " ").removesuffix("Z") if iso else ""
 
 
 def audacity_labels(events: list[dict]) -> str:
@@ -133,18 +147,20 @@ def audacity_labels(events: list[dict]) -> str:
     return "".join(f"{e['start_s']:.6f}\t{e['end_s']:.6f}\t{e['label']} {e['peak']:.2f}\n" for e in events)
 
 
-def summary_csv(results, labels: list[str]) -> str:
+def summary_csv(results, labels: list[str], starts: dict[str, str] | None = None) -> str:
     """One row per file: file, duration_s, events, events per label (one column each), the label and
-    confidence of its most confident event, and its error if it failed."""
+    confidence of its most confident event, and its error if it failed; with `starts` (file ->
+    ISO time), a `start_utc` column after `file`."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["file", "duration_s", "events", *[f"events: {lab}" for lab in labels], "top_label", "top_confidence", "error"])
+    w.writerow(["file", *(["start_utc"] if starts is not None else []), "duration_s", "events",
+                *[f"events: {lab}" for lab in labels], "top_label", "top_confidence", "error"])
     for r in results:
         counts = {lab: 0 for lab in labels}
         for e in r.events:
             counts[e["label"]] = counts.get(e["label"], 0) + 1
         top = max(r.events, key=lambda e: e["peak"], default=None)
-        w.writerow([r.path, f"{r.duration_s:.3f}", len(r.events), *[counts[lab] for lab in labels],
+        w.writerow([r.path, *([starts.get(r.path, "")] if starts is not None else []), f"{r.duration_s:.3f}", len(r.events), *[counts[lab] for lab in labels],
                     top["label"] if top else "", f"{top['peak']:.4f}" if top else "", r.error])
     return buf.getvalue()
 
@@ -175,15 +191,17 @@ def read_raven_table(path) -> list[dict]:
 EVENT_FIELDS = ["file", "start_s", "end_s", "label", "scientific_name", "peak", "mean", "windows"]
 
 
-def events_csv(results) -> str:
-    """One row per event of every file: file, start_s, end_s, label, scientific_name, peak, mean, windows."""
+def events_csv(results, timed: bool = False) -> str:
+    """One row per event of every file: file, start_s, end_s, label, scientific_name, peak, mean,
+    windows; `timed`: then start_utc and end_utc (empty for a file whose name has no time)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(EVENT_FIELDS)
+    w.writerow(EVENT_FIELDS + (["start_utc", "end_utc"] if timed else []))
     for r in results:
         for e in r.events:
             w.writerow([r.path, f"{e['start_s']:.3f}", f"{e['end_s']:.3f}", e["label"], e["scientific_name"],
-                        f"{e['peak']:.6f}", f"{e['mean']:.6f}", e["windows"]])
+                        f"{e['peak']:.6f}", f"{e['mean']:.6f}", e["windows"]]
+                       + ([e.get("start_utc", ""), e.get("end_utc", "")] if timed else []))
     return buf.getvalue()
 
 
@@ -243,11 +261,24 @@ def windows_parquet(parts, bundle) -> bytes:
     return _parquet_bytes(pa.table(cols))
 
 
-def events_parquet(results) -> bytes:
+def events_parquet(results, timed: bool = False) -> bytes:
+    """The events table; `timed`: with start_utc and end_utc columns (UTC timestamps, null for a file
+    whose name has no time)."""
+    from datetime import datetime
+
     import pyarrow as pa
 
-    rows = [{"file": utf8(r.path), **e} for r in results for e in r.events]
-    schema = pa.schema([("file", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()), ("label", pa.string()),
-                        ("scientific_name", pa.string()), ("peak", pa.float64()), ("mean", pa.float64()),
-                        ("windows", pa.int64())])
-    return _parquet_bytes(pa.Table.from_pylist(rows, schema=schema))
+    fields = [("file", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()), ("label", pa.string()),
+              ("scientific_name", pa.string()), ("peak", pa.float64()), ("mean", pa.float64()), ("windows", pa.int64())]
+    if timed:
+        fields += [("start_utc", pa.timestamp("ms", tz="UTC")), ("end_utc", pa.timestamp("ms", tz="UTC"))]
+    names = [name for name, _ in fields]
+    rows = []
+    for r in results:
+        for e in r.events:
+            row = {"file": utf8(r.path), **{k: v for k, v in e.items() if k in names}}
+            for k in ("start_utc", "end_utc"):
+                if k in row:
+                    row[k] = datetime.fromisoformat(row[k])
+            rows.append(row)
+    return _parquet_bytes(pa.Table.from_pylist(rows, schema=pa.schema(fields)))

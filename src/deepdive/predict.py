@@ -17,17 +17,8 @@ import numpy as np
 
 from . import audio
 from .bundle import Bundle, resolve
-from .errors import AudioError
-from .prepare import mirror_pad, slice_windows
-
-
-def _centre_pad(seg: np.ndarray, n: int, mirror: bool = False) -> tuple[np.ndarray, int]:
-    start = (n - len(seg)) // 2
-    if mirror:
-        return mirror_pad(seg, n, start), start
-    out = np.zeros(n, dtype=np.float32)
-    out[start : start + len(seg)] = seg
-    return out, start
+from .errors import AudioError, DeepdiveError
+from .windows import centre_pad, slice_windows
 
 
 def window_features(
@@ -40,7 +31,7 @@ def window_features(
     mirror = prep.get("pad") == "mirror"
     starts, feats = [], []
     blocks = audio.blocks(source, feats_cfg.sr, sr)
-    for start, y in slice_windows(blocks, feats_cfg.window_samples, min_last, lambda seg, n: _centre_pad(seg, n, mirror)):
+    for start, y in slice_windows(blocks, feats_cfg.window_samples, min_last, lambda seg, n: centre_pad(seg, n, mirror)):
         starts.append(start / feats_cfg.sr)
         feats.append(feats_cfg.compute(y, feats_cfg.sr))
         if len(feats) == batch:
@@ -66,11 +57,16 @@ def window_probabilities(source, model=None, sr: int | None = None) -> tuple[np.
     return (*_scored_windows(source, bundle, sr, bundle.predict, "rank"), bundle)
 
 
-def ranking_from_probabilities(probs: np.ndarray, bundle: Bundle, top: int | None = None) -> list[dict]:
+def ranking_from_probabilities(probs: np.ndarray, bundle: Bundle, top: int | None = None,
+                               min_confidence: float | None = None) -> list[dict]:
+    """The species by probability, most probable first: the `top` first, those at or above
+    `min_confidence` (possibly none)."""
     p = probs / probs.sum()
     order = np.argsort(-p, kind="stable")
     if top:
         order = order[:top]
+    if min_confidence is not None:
+        order = [i for i in order if p[i] >= min_confidence]
     return [
         {"species": bundle.labels[i], "scientific_name": bundle.scientific_names[i], "probability": float(p[i])}
         for i in order
@@ -79,9 +75,10 @@ def ranking_from_probabilities(probs: np.ndarray, bundle: Bundle, top: int | Non
 
 def classify(
     path_or_array: str | Path | np.ndarray, sr: int | None = None, model: str | Path | Bundle | None = None,
-    top: int | None = None,
+    top: int | None = None, min_confidence: float | None = None,
 ) -> list[dict]:
-    """Rank every species the model knows for one recording, most to least probable.
+    """Rank every species the model knows for one recording, most to least probable (only the `top`
+    first, and only those with a probability of at least `min_confidence`, when given).
 
     `path_or_array`: a file path, or samples with their `sr` (an array or a list: 1-D, or 2-D with
     the longer axis as time, channels averaged; integers are PCM, full scale 1.0). `model`: a bundle
@@ -90,7 +87,9 @@ def classify(
     full ranking sum to 1.
     """
     _, probs, bundle = window_probabilities(path_or_array, model, sr)
-    return ranking_from_probabilities(probs.mean(axis=0), bundle, top)
+    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+        raise DeepdiveError(f"min_confidence {min_confidence}: give a probability from 0 to 1")
+    return ranking_from_probabilities(probs.mean(axis=0), bundle, top, min_confidence)
 
 
 def window_detections(source, model=None, sr: int | None = None) -> tuple[np.ndarray, np.ndarray, Bundle]:

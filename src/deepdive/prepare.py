@@ -50,6 +50,7 @@ from .errors import AudioError, DatasetError
 from .features import FeatureConfig, MelConfig
 from .features import from_dict as features_from_dict
 from .store import StoreWriter, atomic_write_json, done_recordings
+from .windows import mirror_pad, random_pad, slice_windows
 
 SPLITS = ("train", "val", "test")
 
@@ -230,52 +231,7 @@ def split_by_encounter(
     return assignment, report
 
 
-# ---------------------------------------------------------------- windows
-
-
-def mirror_pad(seg: np.ndarray, n: int, start: int) -> np.ndarray:
-    """`seg` placed at `start` in `n` samples, the rest filled by mirroring it (repeatedly if short)."""
-    length = len(seg)
-    m = (np.arange(n) - start) % (2 * length)
-    idx = np.where(m < length, m, 2 * length - 1 - m)
-    return np.asarray(seg, dtype=np.float32)[idx]
-
-
-def _pad(seg: np.ndarray, n: int, rng: np.random.Generator, mode: str) -> tuple[np.ndarray, int]:
-    """Place `seg` at a random position inside `n` samples."""
-    start = int(rng.integers(0, n - len(seg) + 1))
-    if mode == "mirror":
-        return mirror_pad(seg, n, start), start
-    if mode == "noise":
-        level = float(np.std(seg)) * 0.05 + 1e-6
-        out = (rng.standard_normal(n) * level).astype(np.float32)
-    else:
-        out = np.zeros(n, dtype=np.float32)
-    out[start : start + len(seg)] = seg
-    return out, start
-
-
-def slice_windows(
-    blocks, n: int, min_last: int, pad
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Consecutive windows of `n` samples from a stream of sample blocks: (start sample, window).
-
-    A last remainder of at least `min_last` samples (or the whole input, when shorter than one
-    window) is padded by `pad(segment, n) -> (window, position)`; its start is then negative or
-    earlier than the segment by the padding before it.
-    """
-    buf = np.zeros(0, dtype=np.float32)
-    consumed = 0
-    emitted = False
-    for block in blocks:
-        buf = np.concatenate([buf, block]) if len(buf) else np.asarray(block, dtype=np.float32)
-        while len(buf) >= n:
-            yield consumed, buf[:n].copy()
-            emitted = True
-            buf, consumed = buf[n:], consumed + n
-    if len(buf) and (len(buf) >= min_last or not emitted):
-        padded, start = pad(buf, n)
-        yield consumed - start, padded
+# ---------------------------------------------------------------- windows (see `windows`)
 
 
 def _recording_blocks(rec: Recording, sr: int, offset_s: float) -> Iterator[np.ndarray]:
@@ -305,7 +261,7 @@ def iter_windows(
     first = (rec.start_s or 0.0) + offset_s
     for start, y in slice_windows(
         _recording_blocks(rec, sr, offset_s), cfg.features.window_samples, int(round(cfg.min_last_s * sr)),
-        lambda seg, n: _pad(seg, n, rng, cfg.pad),
+        lambda seg, n: random_pad(seg, n, rng, cfg.pad),
     ):
         yield first + start / sr, y
 

@@ -401,12 +401,13 @@ def _one_blas_thread():
 
 
 def window_scores(source, model=None, hop_s: float | None = None, sr: int | None = None,
-                  threads: int | None = None) -> tuple[np.ndarray, np.ndarray, Bundle]:
+                  threads: int | None = None, on_progress=None) -> tuple[np.ndarray, np.ndarray, Bundle]:
     """(window starts in s, scores, bundle): scores are (n,) call probabilities for a detector, (n,
     n_labels) probabilities for a species model. `model`: a bundle, a folder, "species", or None for
     the bundled right-whale detector. `hop_s` defaults to half the window. `threads` (default: every
     CPU, or DEEPDIVE_THREADS): stretches of the file are featurised and scored side by side, each
-    thread with a one-thread ONNX Runtime session; the scores are the same whatever the count."""
+    thread with a one-thread ONNX Runtime session; the scores are the same whatever the count.
+    `on_progress(seconds)` is called after each batch with the end of its last window."""
     bundle = resolve("rightwhale" if model is None else model)
     hop = bundle.features.window_s / 2 if hop_s is None else check_hop(hop_s)
     lanes = cpu_threads() if threads is None else max(1, threads)
@@ -416,6 +417,8 @@ def window_scores(source, model=None, hop_s: float | None = None, sr: int | None
         for s, p in _scored(source, bundle, hop, sr, 64, score, lanes):
             starts.append(s)
             scores.append(p)
+            if on_progress is not None and len(s):
+                on_progress(float(s[-1]) + bundle.features.window_s)
     if not scores:
         raise AudioError(f"{source if not isinstance(source, np.ndarray) else 'array input'}: nothing to scan")
     return np.concatenate(starts), np.concatenate(scores), bundle
@@ -537,14 +540,15 @@ def find_audio(paths, recursive: bool = False, errors: list | None = None) -> li
 
 
 def scan_file(path, model=None, hop_s: float | None = None, threshold: float | None = None,
-              threads: int | None = None) -> FileResult:
+              threads: int | None = None, on_progress=None) -> FileResult:
     """Window scores and events of one file; a file that cannot be read gives its error (no exception).
-    `model` may be a bundle folder (so that worker processes and Dask workers load it themselves)."""
+    `model` may be a bundle folder (so that worker processes and Dask workers load it themselves).
+    `on_progress(seconds)`: how far into the file the scan is, after each batch of windows."""
     from .errors import DeepdiveError
 
     try:
         meta = audio.info(path)
-        starts, scores, bundle = window_scores(path, model, hop_s, threads=threads)
+        starts, scores, bundle = window_scores(path, model, hop_s, threads=threads, on_progress=on_progress)
         events = [e.__dict__ for e in events_from_scores(starts, scores, bundle, threshold, meta.duration_s)]
         return FileResult(str(path), meta.duration_s, events, "", meta.sr, starts, scores.astype(np.float32))
     except DeepdiveError as exc:
@@ -607,15 +611,25 @@ def _output_names(files: list[Path], used: set[str]) -> dict[str, str]:
     return names
 
 
-def _finish(result: FileResult, out: Path, formats, band, name: str, settings: dict) -> dict:
+def _finish(result: FileResult, out: Path, formats, band, name: str, settings: dict, times=None) -> dict:
     """Write one file's own outputs (atomically), then its journal line: the line comes last, so a
-    file whose line is there has all its outputs. `settings` (model, hop, threshold) go in the line:
-    a rerun with other settings scans the file again."""
+    file whose line is there has all its outputs. `settings` (model, hop, threshold, timestamp
+    format) go in the line: a rerun with other settings scans the file again. `times`
+    (`timestamps.FileTimes`): events of a file whose name holds its start time get `start_utc` and
+    `end_utc`, and the entry the file's `start_utc`."""
     from .outputs import audacity_labels, raven_table
     from .store import atomic_write_bytes, atomic_write_text
 
+    start = times.start(result.path) if times is not None and not result.error else None
+    if start is not None:
+        from .timestamps import iso
+
+        result.events = [{**e, "start_utc": iso(start, e["start_s"]), "end_utc": iso(start, e["end_s"])}
+                         for e in result.events]
     entry = {**_identity(Path(result.path)), "duration_s": result.duration_s, "sample_rate": result.sample_rate,
              "events": result.events, "error": result.error, "part": "", "raven": "", "name": name, "settings": settings}
+    if start is not None:
+        entry["start_utc"] = iso(start)
     if not result.error:
         entry["part"] = _part_name(result.path)
         buf = io.BytesIO()
@@ -633,9 +647,10 @@ def _finish(result: FileResult, out: Path, formats, band, name: str, settings: d
     return entry
 
 
-def _results(files, model_ref, hop_s, threshold, workers: int, dask: str | None):
+def _results(files, model_ref, hop_s, threshold, workers: int, dask: str | None, within=None):
     """FileResults as they finish: in this process, in a process pool, or on a Dask cluster. A worker
-    process gets its share of the CPUs; a Dask task one thread (a Dask worker runs a task per thread)."""
+    process gets its share of the CPUs; a Dask task one thread (a Dask worker runs a task per thread).
+    In this process, `within(path, seconds)` is told how far into the file the scan is."""
     if dask:
         from distributed import Client, as_completed
 
@@ -662,12 +677,12 @@ def _results(files, model_ref, hop_s, threshold, workers: int, dask: str | None)
                 yield fut.result()
         return
     for f in files:
-        yield scan_file(f, model_ref, hop_s, threshold)
+        yield scan_file(f, model_ref, hop_s, threshold, on_progress=(lambda s, f=f: within(str(f), s)) if within else None)
 
 
 def scan_files(paths, out, model=None, hop_s: float | None = None, threshold: float | None = None,
                formats=("raven", "csv", "json"), recursive: bool = False, progress=None, workers: int = 1,
-               dask: str | None = None) -> dict:
+               dask: str | None = None, timestamp_format: str | None = None) -> dict:
     """Scan files and folders into `out` and return the summary.
 
     Per file, as it finishes: `<stem>.selections.txt` (raven) and `parts/<stem>-<hash>.npz` (its window
@@ -675,10 +690,16 @@ def scan_files(paths, out, model=None, hop_s: float | None = None, threshold: fl
     holds (same path, size and modification time), so an interrupted scan, even killed, goes on where it
     stopped. At the end, from the journal: `all.selections.txt`, `events.csv`, `events.json`,
     `windows.parquet` and `events.parquet`, `errors.csv` and `summary.json`, each written atomically.
-    `progress(done_files, total_files, audio_seconds_done)` after each file. `workers` > 1 spreads files
-    over local processes; `dask` ("tcp://host:8786") sends them to a Dask cluster."""
+    `progress(done_files, total_files, audio_seconds_done, within)` after each file, and in between
+    as a file is scanned in this process (`workers` 1): `within` is (seconds of the file scanned, its
+    duration), None after a file. `workers` > 1 spreads files over local processes; `dask`
+    ("tcp://host:8786") sends them to a Dask cluster. `timestamp_format` (see `timestamps`): events
+    also get absolute UTC times from the start time in their file's name."""
 
     from .errors import DeepdiveError
+    from .timestamps import FileTimes
+
+    times = FileTimes(timestamp_format) if timestamp_format else None
 
     bad = [f for f in formats if f not in FORMATS]
     if bad:
@@ -702,7 +723,8 @@ def scan_files(paths, out, model=None, hop_s: float | None = None, threshold: fl
     except OSError as exc:
         raise DeepdiveError(f"--out {out}: cannot create the folder ({exc.strerror}); choose another --out") from None
     with _scan_lock(out):
-        return _scan_into(files, listing_errors, out, bundle, model_ref, hop_s, threshold, formats, progress, workers, dask)
+        return _scan_into(files, listing_errors, out, bundle, model_ref, hop_s, threshold, formats, progress, workers, dask,
+                          times)
 
 
 @contextlib.contextmanager
@@ -728,8 +750,8 @@ def _scan_lock(out: Path):
         handle.close()
 
 
-def _scan_into(files, listing_errors, out: Path, bundle, model_ref, hop_s, threshold, formats, progress, workers, dask
-               ) -> dict:
+def _scan_into(files, listing_errors, out: Path, bundle, model_ref, hop_s, threshold, formats, progress, workers, dask,
+               times=None) -> dict:
     import time
 
     band = (float(getattr(bundle.features, "fmin", 0.0)), float(getattr(bundle.features, "fmax", bundle.features.sr / 2)))
@@ -739,6 +761,8 @@ def _scan_into(files, listing_errors, out: Path, bundle, model_ref, hop_s, thres
     # rewrite the journal with its whole lines only: a line cut short by a kill must not swallow the next
     atomic_write_text(out / JOURNAL, "".join(json.dumps(e) + "\n" for e in journal.values()))
     settings = {"model": model_ref, "hop_s": hop_s, "threshold": bundle.pick_threshold(threshold)}
+    if times is not None:
+        settings["timestamp_format"] = times.pattern
     done = {str(f): journal[str(f)] for f in files if str(f) in journal and journal[str(f)].get("settings") == settings
             and {k: journal[str(f)][k] for k in ("size", "mtime_ns")} == {k: _identity(f)[k] for k in ("size", "mtime_ns")}}
     todo = [f for f in files if str(f) not in done]
@@ -748,18 +772,33 @@ def _scan_into(files, listing_errors, out: Path, bundle, model_ref, hop_s, thres
     t0 = time.perf_counter()
     scanned_s = 0.0
     if progress:
-        progress(len(done), len(files), seconds)
-    for r in _results(todo, model_ref, hop_s, threshold, workers, dask):
-        done[r.path] = _finish(r, out, formats, band, names[r.path], settings)
+        progress(len(done), len(files), seconds, None)
+    within = None
+    if progress and workers == 1 and not dask:
+        durations: dict[str, float] = {}
+
+        def within(path: str, file_s: float) -> None:
+            if path not in durations:
+                try:
+                    durations[path] = audio.info(path).duration_s
+                except Exception:  # noqa: BLE001 - only for the progress line; the scan reports the error
+                    durations[path] = 0.0
+            progress(len(done), len(files), seconds + file_s, (file_s, durations[path]))
+
+    for r in _results(todo, model_ref, hop_s, threshold, workers, dask, within):
+        done[r.path] = _finish(r, out, formats, band, names[r.path], settings, times)
         seconds += r.duration_s
         scanned_s += r.duration_s
         if progress:
-            progress(len(done), len(files), seconds)
+            progress(len(done), len(files), seconds, None)
     elapsed = time.perf_counter() - t0
     entries = [done[str(f)] for f in files]
     entries += [{"file": str(p), "duration_s": 0.0, "events": [], "error": message, "part": "", "raven": ""}
                 for p, message in listing_errors]
-    summary = _write_run_outputs(entries, out, formats, band, bundle)
+    summary = _write_run_outputs(entries, out, formats, band, bundle, times is not None)
+    if times is not None:
+        summary["timestamp_format"] = times.pattern
+        summary["files_without_timestamp"] = [e["file"] for e in entries if not e["error"] and "start_utc" not in e]
     summary.update({"threshold": settings["threshold"], "resumed_files": len(files) - len(todo),
                     "seconds": round(elapsed, 2),
                     "times_real_time": round(scanned_s / elapsed, 1) if elapsed > 0 and scanned_s else None,
@@ -775,7 +814,7 @@ def _raven_file(r: FileResult) -> tuple:
     return os.path.abspath(r.path), r.duration_s, r.events, r.sample_rate or None
 
 
-def _write_run_outputs(entries: list[dict], out: Path, formats, band, bundle: Bundle) -> dict:
+def _write_run_outputs(entries: list[dict], out: Path, formats, band, bundle: Bundle, timed: bool = False) -> dict:
     from .outputs import errors_csv, events_csv, events_json, raven_table, summary_csv
     from .store import atomic_write_bytes, atomic_write_text
 
@@ -783,10 +822,11 @@ def _write_run_outputs(entries: list[dict], out: Path, formats, band, bundle: Bu
     ok = [r for r in results if not r.error]
     if "raven" in formats:
         atomic_write_text(out / "all.selections.txt", raven_table([_raven_file(r) for r in ok], *band))
+    starts = {e["file"]: e.get("start_utc", "") for e in entries} if timed else None
     atomic_write_text(out / "summary.csv", summary_csv(results, bundle.labels if bundle.task != "detection"
-                                                       else [bundle.card["positive_label"]]))
+                                                       else [bundle.card["positive_label"]], starts))
     if "csv" in formats:
-        atomic_write_text(out / "events.csv", events_csv(ok))
+        atomic_write_text(out / "events.csv", events_csv(ok, timed))
     if "json" in formats:
         atomic_write_text(out / "events.json", events_json(ok, SCHEMA_VERSION, str(bundle.path)))
     if "parquet" in formats:
@@ -794,7 +834,7 @@ def _write_run_outputs(entries: list[dict], out: Path, formats, band, bundle: Bu
 
         parts = [(e["file"], np.load(out / "parts" / f"{e['part']}.npz")) for e in entries if not e["error"]]
         atomic_write_bytes(out / "windows.parquet", windows_parquet(parts, bundle))
-        atomic_write_bytes(out / "events.parquet", events_parquet(ok))
+        atomic_write_bytes(out / "events.parquet", events_parquet(ok, timed))
     atomic_write_text(out / "errors.csv", errors_csv(results))
     return {
         "schema": SCHEMA_VERSION, "model": str(bundle.path), "task": bundle.task, "files": len(results),
