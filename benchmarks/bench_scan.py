@@ -5,7 +5,8 @@ Writes synthetic recordings (ocean noise with calls, 16-bit WAV) of 1 h and 10 h
 window; the species model in fp32 and in int8, its default) and prints times real time and the child
 process's peak RSS (and, where BirdNET is installed, 10 minutes with `species-birdnet`). The 10 h
 files against the 1 h files show whether memory grows with length. Then a folder of 8 half-hour
-files, scanned with one process and with --workers 2 (process start and model loading included).
+files, scanned with one process and with --workers 2 (process start and model loading included), and
+a folder of short cuts (the Watkins cuts) scanned side by side against one at a time.
 
     .venv/bin/python benchmarks/bench_scan.py [--tmp DIR]
 """
@@ -69,6 +70,7 @@ def _birdnet_here() -> bool:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tmp", default=None)
+    ap.add_argument("--cuts", default=None, help="a folder of short cuts (default: ../shared/data/watkins)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         cases = [("detector", "rightwhale", 2000, 1.0, "fp32"), ("detector", "rightwhale", 2000, 10.0, "fp32"),
@@ -97,7 +99,33 @@ def main() -> int:
         for workers in (1, 2):
             s = scan_files([folder], Path(tmp) / f"out{workers}", workers=workers)
             print(f"| --workers {workers} | {s['seconds']:.1f} | {s['times_real_time']:,.0f}x |", flush=True)
+        short_cuts(Path(tmp), args.cuts)
     return 0
+
+
+def short_cuts(tmp: Path, folder: str | None) -> None:
+    """A folder of short cuts (the Watkins cuts where ../shared/data is beside the project: seconds
+    long, 600 Hz to 166 kHz) scanned with the species model: files side by side, one lane each (what
+    scan does with short files) against one at a time with every lane on each (what it did before),
+    alternating, in this process."""
+    from deepdive import scanning
+
+    root = Path(folder) if folder else Path(__file__).resolve().parents[2] / "shared" / "data" / "watkins"
+    files = sorted(root.rglob("*.wav")) if root.is_dir() else []
+    if not files:
+        print(f"\n(no folder of cuts at {root}: pass --cuts DIR)")
+        return
+    audio_s = sum(sf.info(f).duration for f in files)
+    scanning.scan_files(files[:4], tmp / "warm", model="species")
+    print(f"\n| {len(files)} cuts of {root.name} ({audio_s / 3600:.2f} h), species model | seconds | times real time |")
+    print("|---|---:|---:|")
+    default = scanning.SHORT_FILE_S
+    for run_no in range(2):
+        for name, short_s in (("side by side (today)", default), ("one at a time, every lane on each", 0.0)):
+            scanning.SHORT_FILE_S = short_s
+            s = scanning.scan_files(files, tmp / f"cuts-{run_no}-{short_s}", model="species")
+            print(f"| {name} | {s['seconds']:.1f} | {s['times_real_time']:,.0f}x |", flush=True)
+    scanning.SHORT_FILE_S = default
 
 
 if __name__ == "__main__":

@@ -481,3 +481,28 @@ def test_scan_gives_absolute_utc_times_and_progress_inside_long_files(tmp_path):
     assert len(inside) >= 2 and all(d == 0 for d, s, w in seen if w is not None)
     assert [w[0] for w in inside] == sorted(w[0] for w in inside) and inside[-1][0] == pytest.approx(20.0, abs=0.2)
     assert all(w[1] == pytest.approx(20.0) for w in inside) and seen[-1][:2] == (1, pytest.approx(20.0))
+
+
+def test_short_files_side_by_side_give_the_scores_of_one_at_a_time(long_files, tmp_path):
+    """Short files are scanned side by side (one lane each), a long one with every lane between them;
+    results come in the order given, equal to scanning each alone, and BLAS gets its threads back."""
+    from threadpoolctl import threadpool_info
+
+    from deepdive import scanning
+
+    rng = np.random.default_rng(13)
+    long_path = tmp_path / "long.wav"
+    sf.write(long_path, synth.recording("upcall", 2000, scanning.SHORT_FILE_S + 10, rng, n_calls=4), 2000)
+    files = sorted(long_files.glob("*.wav"))
+    files = files[:2] + [long_path, tmp_path / "missing.wav"] + files[2:]
+    blas_before = [(p["user_api"], p["num_threads"]) for p in threadpool_info()]
+    alone = list(scanning._local_results(files, None, None, None, lanes=1))
+    seen = []
+    together = list(scanning._local_results(files, None, None, None, within=lambda f, s: seen.append(f), lanes=2))
+    assert [r.path for r in together] == [str(f) for f in files]
+    for a, b in zip(alone, together, strict=True):
+        assert a.error == b.error and a.events == b.events
+        if not a.error:
+            assert np.array_equal(a.starts, b.starts) and np.allclose(a.scores, b.scores, atol=1e-6)
+    assert together[3].error and set(seen) == {str(long_path)}  # progress inside the long file only
+    assert [(p["user_api"], p["num_threads"]) for p in threadpool_info()] == blas_before

@@ -33,7 +33,11 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> None:
+    """Write `data` to a temporary file beside `path` and rename it over `path`: a reader (or a
+    process killed meanwhile) sees the old file or the new one, never half of one. `durable`: also
+    wait until the data are on disk (fsync), so that they outlive a power cut; a scan skips this for
+    each file's own outputs, which a journal line written after them vouches for."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -41,7 +45,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
@@ -50,10 +55,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
+def atomic_write_text(path: str | Path, text: str, durable: bool = True) -> None:
     """UTF-8; a file name that is not UTF-8 (held by Python as surrogate escapes) is written back as its
     own bytes, so that the path in a table still opens the file."""
-    atomic_write_bytes(path, text.encode("utf-8", "surrogateescape"))
+    atomic_write_bytes(path, text.encode("utf-8", "surrogateescape"), durable)
 
 
 def atomic_write_json(path: str | Path, obj) -> None:
