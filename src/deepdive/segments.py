@@ -4,7 +4,8 @@
 `--format` will do), takes its events (those at or above `min_confidence`, at most `max_per_label` per
 label, the most confident first) and writes, for each, `<label>/<file>_<start>_<end>.wav` (the event
 padded by `pad_s` on each side, within the file, at the file's own sample rate) and beside it the same
-name as a spectrogram `.png` with the event shaded, plus `segments.csv` listing them all. An analyst
+name as a spectrogram `.png` (each band's median level subtracted, so a call stands out of steady
+noise) with the event's ends marked, plus `segments.csv` listing them all. An analyst
 listens and looks, and keeps or rejects each detection. Cost: reading each event's stretch of audio
 and one small plot per event (about 0.1 s each).
 """
@@ -77,8 +78,9 @@ def write_segments(scan_out: str | Path, out: str | Path, min_confidence: float 
         wav = io.BytesIO()
         sf.write(wav, y, sr, format="WAV", subtype="PCM_16")
         atomic_write_bytes(folder / f"{name}.wav", wav.getvalue())
-        png, _ = spectrogram_png(y, sr, columns=min(600, max(50, len(y) // 64)), width_px=800, height_px=300,
-                                 events=[{"start_s": event["start_s"] - a, "end_s": event["end_s"] - a}])
+        png, _ = spectrogram_png(y, sr, columns=min(800, max(100, len(y) // 16)), width_px=800, height_px=300,
+                                 events=[{"start_s": event["start_s"] - a, "end_s": event["end_s"] - a}], edges_only=True,
+                                 equalize=True)
         atomic_write_bytes(folder / f"{name}.png", png)
         rows.append({"label": event["label"], "file": path, "start_s": f"{event['start_s']:.3f}",
                      "end_s": f"{event['end_s']:.3f}", "peak": f"{event['peak']:.4f}",
