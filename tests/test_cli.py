@@ -44,7 +44,7 @@ def test_classify_table_and_csv(files):
     assert res.exit_code == 0 and "probability" in res.stdout
     res = runner.invoke(app, ["classify", str(good), "--format", "csv", "--top", "2"])
     lines = res.stdout.strip().splitlines()
-    assert lines[0] == "file,rank,species,scientific_name,probability,error" and len(lines) == 3
+    assert lines[0] == "file,rank,species,scientific_name,probability,known,novelty,error" and len(lines) == 3
 
 
 def test_missing_model_is_one_line(files, tmp_path):
@@ -239,7 +239,7 @@ def test_a_full_disk_is_one_line(corpus, monkeypatch, capsys):
 
     from deepdive import cli, store
 
-    def full(path, data):
+    def full(path, data, durable=True):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(store, "atomic_write_bytes", full)
@@ -318,12 +318,14 @@ def test_classify_min_confidence_keeps_only_the_species_above_it(tmp_path):
     path = tmp_path / "a.wav"
     sf.write(path, synth.recording("upcall", 8000, 4.0, rng, n_calls=1), 8000)
     full = deepdive.classify(path)
-    cut = (full[1]["probability"] + full[2]["probability"]) / 2  # between the second and the third
+    probs = [r["probability"] for r in full]
+    k = next(i for i in range(1, len(probs)) if probs[i] < probs[i - 1] and i >= 2)  # the first drop after 2 species
+    cut = (probs[k - 1] + probs[k]) / 2
     kept = deepdive.classify(path, min_confidence=cut)
-    assert kept == full[:2]
+    assert list(kept) == full[:k] and all(r["probability"] >= cut for r in kept)
     runner = CliRunner()
     res = runner.invoke(app, ["classify", str(path), "--min-confidence", str(cut), "--format", "json"])
-    assert res.exit_code == 0 and json.loads(res.stdout)[0]["ranking"] == json.loads(json.dumps(full[:2]))
+    assert res.exit_code == 0 and json.loads(res.stdout)[0]["ranking"] == json.loads(json.dumps(full[:k]))
     res = runner.invoke(app, ["classify", str(path), "--min-confidence", "1"])
     assert res.exit_code == 0 and "no species at or above 100%" in res.stdout
     for bad in ("1.5", "-0.1", "nan"):

@@ -100,7 +100,9 @@ def test_detect_and_scan_match_the_python_api(client, recording):
         [(e["start_s"], e["end_s"], e["windows"]) for e in expected]
 
     sp = client.post("/api/scan?model=species&threshold=0", files=upload(recording)).json()["files"][0]["events"]
-    assert sp and sp[0]["start_s"] == 0 and sp[-1]["end_s"] == pytest.approx(20.0, abs=0.05)  # threshold 0: all covered
+    # threshold 0: every window the species model finds known makes an event (a synthetic right-whale
+    # recording at 2 kHz sounds like none of its species, so there may be none); the same as the API's
+    assert sp == json.loads(json.dumps(deepdive.scan(recording, model="species", threshold=0)))
     assert {e["label"] for e in sp} <= set(client.get("/api/models").json()["models"][0]["labels"])
 
 

@@ -79,6 +79,7 @@ class Bundle:
     card: dict
     precision: str | None = None  # None: default_precision() when the session is made
     _sessions: dict = field(default_factory=dict, repr=False)  # ONNX Runtime sessions by thread count
+    _extras: dict = field(default_factory=dict, repr=False)  # files loaded once (the novelty fit)
     _stamp: tuple | None = field(default=None, repr=False)
 
     @classmethod
@@ -225,6 +226,37 @@ class Bundle:
     def predict(self, feats: np.ndarray, batch_size: int = 16, threads: int | None = None) -> np.ndarray:
         """Class probabilities for windows of features, shape (n, n_classes)."""
         return softmax(self.logits(feats, batch_size, threads))
+
+    @property
+    def novelty(self):
+        """The bundle's "none of these" fit (`novelty.Novelty`, from `novelty.npz`), or None without one."""
+        if "novelty" not in self._extras:
+            from .novelty import FILE, Novelty
+
+            path = self.path / FILE
+            self._extras["novelty"] = Novelty.load(path) if path.is_file() and "novelty" in self.card else None
+        return self._extras["novelty"]
+
+    def predict_with_novelty(self, feats: np.ndarray, batch_size: int = 16, threads: int | None = None
+                             ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(class probabilities (n, n_classes), each window's embedding (n, d) or None for a bundle
+        without a novelty fit). One run of the graph gives both where it exports the embedding; else
+        the embedding comes from the fp32 model."""
+        if self.novelty is None:
+            return self.predict(feats, batch_size, threads), None
+        feats = np.asarray(feats, dtype=np.float32)
+        session = self.session_with(threads or env_threads())
+        outputs = [o.name for o in session.get_outputs()]
+        if "embedding" not in outputs:
+            return self.predict(feats, batch_size, threads), self.embed(feats, batch_size)
+        name = session.get_inputs()[0].name
+        runs = [session.run([outputs[0], "embedding"], {name: feats[i : i + batch_size]})
+                for i in range(0, len(feats), batch_size)]
+        logits = np.concatenate([r[0] for r in runs]) if runs else np.zeros((0, len(self.labels)), np.float32)
+        emb = np.concatenate([r[1] for r in runs]) if runs else np.zeros((0, 0), np.float32)
+        if not np.isfinite(logits).all():
+            raise ModelError(f"{self.path.name}: the model gave no finite score for this audio; check the file's samples")
+        return softmax(logits), emb
 
     def detect(self, feats: np.ndarray, batch_size: int = 16, threads: int | None = None) -> np.ndarray:
         """A detector's probability of the positive class for each window, shape (n,)."""

@@ -9,21 +9,27 @@ import json
 
 
 def rankings_json(results: list[dict]) -> str:
-    """One object per file, in the order given: {file, ranking} or {file, error}."""
+    """One object per file, in the order given: {file, ranking, known, novelty} or {file, error}."""
     return json.dumps(results, indent=2, ensure_ascii=False)
 
 
 def rankings_csv(results: list[dict]) -> str:
-    """Long format: file, rank, species, scientific_name, probability, error."""
+    """Long format: file, rank, species, scientific_name, probability, known, novelty, error (known and
+    novelty are the recording's, on each of its rows; empty for a model without a novelty fit)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["file", "rank", "species", "scientific_name", "probability", "error"])
+    w.writerow(["file", "rank", "species", "scientific_name", "probability", "known", "novelty", "error"])
     for r in results:
         if "error" in r:
-            w.writerow([r["file"], "", "", "", "", r["error"]])
+            w.writerow([r["file"], "", "", "", "", "", "", r["error"]])
             continue
+        known = "" if r.get("known") is None else str(bool(r["known"])).lower()
+        novelty = "" if r.get("novelty") is None else f"{r['novelty']:.4f}"
         for k, item in enumerate(r["ranking"], start=1):
-            w.writerow([r["file"], k, item["species"], item["scientific_name"], f"{item['probability']:.6f}", ""])
+            w.writerow([r["file"], k, item["species"], item["scientific_name"], f"{item['probability']:.6f}", known,
+                        novelty, ""])
+        if not r["ranking"]:
+            w.writerow([r["file"], "", "", "", "", known, novelty, ""])
     return buf.getvalue()
 
 
@@ -35,6 +41,9 @@ def rankings_table(results: list[dict], console, min_confidence: float | None = 
     for r in results:
         if "error" in r:
             continue
+        if r.get("known") is False:
+            console.print(f"{escape(r['file'])}: [bold]none of the species it knows[/bold] (novelty {r['novelty']:.2f}); "
+                          "the ranking below is what it sounds most like", soft_wrap=True)
         if not r["ranking"]:
             console.print(f"{escape(r['file'])}: no species at or above {min_confidence:.0%}", soft_wrap=True)
             continue
@@ -237,16 +246,18 @@ def utf8(path: str) -> str:
 
 def windows_parquet(parts, bundle) -> bytes:
     """One row per window of every file: file, start_s, end_s, then the score(s): `probability` for a
-    detector; `label`, `probability` (the top species') and one column per species for a species model."""
+    detector; `label`, `probability` (the top species') and one column per species for a species model,
+    and, for one with a novelty fit, `novelty` and `known`."""
     import numpy as np
     import pyarrow as pa
 
     window = bundle.features.window_s
-    files, starts, scores = [], [], []
+    files, starts, scores, novelty = [], [], [], []
     for path, part in parts:
         files += [utf8(path)] * len(part["starts"])
         starts.append(part["starts"])
         scores.append(part["scores"])
+        novelty.append(part["novelty"] if "novelty" in part else np.full(len(part["starts"]), np.nan, np.float32))
     start = np.concatenate(starts) if starts else np.zeros(0)
     cols = {"file": pa.array(files, pa.string()), "start_s": pa.array(start, pa.float64()),
             "end_s": pa.array(start + window, pa.float64())}
@@ -258,6 +269,10 @@ def windows_parquet(parts, bundle) -> bytes:
         cols["probability"] = pa.array(p.max(1) if len(p) else np.zeros(0), pa.float32())
         for i, lab in enumerate(bundle.labels):
             cols[lab] = pa.array(p[:, i], pa.float32())
+        if bundle.novelty is not None:
+            nov = np.concatenate(novelty) if novelty else np.zeros(0, np.float32)
+            cols["novelty"] = pa.array(nov, pa.float32(), from_pandas=True)
+            cols["known"] = pa.array(nov <= bundle.novelty.threshold, pa.bool_())
     return _parquet_bytes(pa.table(cols))
 
 

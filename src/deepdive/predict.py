@@ -57,6 +57,31 @@ def window_probabilities(source, model=None, sr: int | None = None) -> tuple[np.
     return (*_scored_windows(source, bundle, sr, bundle.predict, "rank"), bundle)
 
 
+class Ranking(list):
+    """A ranking: a list of {"species", "scientific_name", "probability"}, most probable first, with
+    `known` (whether the recording sounds like any species the model knows; None for a model without
+    a novelty fit) and `novelty` (0 to 1, higher = less like anything it knows; see `novelty`)."""
+
+    known: bool | None = None
+    novelty: float | None = None
+
+    def as_dict(self) -> dict:
+        return {"ranking": list(self), "known": self.known, "novelty": self.novelty}
+
+
+def _probabilities_and_novelty(source, bundle: Bundle, sr: int | None) -> tuple[np.ndarray, float | None]:
+    """Window probabilities of a recording and its novelty (None for a bundle without a novelty fit)."""
+    probs, embs = [], []
+    for _, f in window_features(source, bundle, sr):
+        p, e = bundle.predict_with_novelty(f)
+        probs.append(p)
+        embs.append(e)
+    if not probs:
+        raise AudioError(f"{source if isinstance(source, str | Path) else 'array input'}: too short to rank")
+    novelty = bundle.novelty.recording(np.concatenate(embs)) if bundle.novelty is not None else None
+    return np.concatenate(probs), novelty
+
+
 def ranking_from_probabilities(probs: np.ndarray, bundle: Bundle, top: int | None = None,
                                min_confidence: float | None = None) -> list[dict]:
     """The species by probability, most probable first: the `top` first, those at or above
@@ -76,20 +101,25 @@ def ranking_from_probabilities(probs: np.ndarray, bundle: Bundle, top: int | Non
 def classify(
     path_or_array: str | Path | np.ndarray, sr: int | None = None, model: str | Path | Bundle | None = None,
     top: int | None = None, min_confidence: float | None = None,
-) -> list[dict]:
+) -> Ranking:
     """Rank every species the model knows for one recording, most to least probable (only the `top`
     first, and only those with a probability of at least `min_confidence`, when given).
 
     `path_or_array`: a file path, or samples with their `sr` (an array or a list: 1-D, or 2-D with
     the longer axis as time, channels averaged; integers are PCM, full scale 1.0). `model`: a bundle
     folder or None for the bundled species model. Returns
-    `[{"species": ..., "scientific_name": ..., "probability": ...}, ...]`; the probabilities of the
-    full ranking sum to 1.
+    `[{"species": ..., "scientific_name": ..., "probability": ...}, ...]` (a `Ranking`: a list that
+    also has `.known` and `.novelty`); the probabilities of the full ranking sum to 1.
     """
-    _, probs, bundle = window_probabilities(path_or_array, model, sr)
     if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
         raise DeepdiveError(f"min_confidence {min_confidence}: give a probability from 0 to 1")
-    return ranking_from_probabilities(probs.mean(axis=0), bundle, top, min_confidence)
+    bundle = resolve(model, "species")
+    probs, novelty = _probabilities_and_novelty(path_or_array, bundle, sr)
+    ranking = Ranking(ranking_from_probabilities(probs.mean(axis=0), bundle, top, min_confidence))
+    if novelty is not None:
+        ranking.novelty = round(novelty, 4)
+        ranking.known = bool(novelty <= bundle.novelty.threshold)
+    return ranking
 
 
 def window_detections(source, model=None, sr: int | None = None) -> tuple[np.ndarray, np.ndarray, Bundle]:

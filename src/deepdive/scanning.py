@@ -424,10 +424,27 @@ def window_scores(source, model=None, hop_s: float | None = None, sr: int | None
     CPU, or DEEPDIVE_THREADS): stretches of the file are featurised and scored side by side, each
     thread with a one-thread ONNX Runtime session; the scores are the same whatever the count.
     `on_progress(seconds)` is called after each batch with the end of its last window."""
+    starts, scores, _, bundle = window_scores_and_novelty(source, model, hop_s, sr, threads, on_progress)
+    return starts, scores, bundle
+
+
+def window_scores_and_novelty(source, model=None, hop_s: float | None = None, sr: int | None = None,
+                              threads: int | None = None, on_progress=None
+                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Bundle]:
+    """`window_scores`, and each window's novelty (see `novelty`) for a species model with a novelty
+    fit (else None)."""
     bundle = resolve("rightwhale" if model is None else model)
     hop = bundle.features.window_s / 2 if hop_s is None else check_hop(hop_s)
     lanes = cpu_threads() if threads is None else max(1, threads)
-    score = bundle.detect if bundle.task == "detection" else bundle.predict
+    with_novelty = bundle.task != "detection" and bundle.novelty is not None
+    if bundle.task == "detection":
+        score = bundle.detect
+    elif with_novelty:
+        def score(feats, threads=None):  # the probabilities and, in a last column, the window's novelty
+            p, emb = bundle.predict_with_novelty(feats, threads=threads)
+            return np.hstack([p, bundle.novelty.windows(emb)[:, None].astype(p.dtype)])
+    else:
+        score = bundle.predict
     starts, scores = [], []
     with _one_blas_thread():
         for s, p in _scored(source, bundle, hop, sr, 64, score, lanes):
@@ -437,7 +454,10 @@ def window_scores(source, model=None, hop_s: float | None = None, sr: int | None
                 on_progress(float(s[-1]) + bundle.features.window_s)
     if not scores:
         raise AudioError(f"{source if not isinstance(source, np.ndarray) else 'array input'}: nothing to scan")
-    return np.concatenate(starts), np.concatenate(scores), bundle
+    scores = np.concatenate(scores)
+    if with_novelty:
+        return np.concatenate(starts), scores[:, :-1], scores[:, -1], bundle
+    return np.concatenate(starts), scores, None, bundle
 
 
 MAX_HOP_S = 86_400.0
@@ -461,10 +481,12 @@ def window_count(duration_s: float, bundle: Bundle, hop_s: float | None = None) 
 
 
 def events_from_scores(starts: np.ndarray, scores: np.ndarray, bundle: Bundle, threshold: float | None = None,
-                       duration_s: float | None = None) -> list[Event]:
+                       duration_s: float | None = None, novelty: np.ndarray | None = None) -> list[Event]:
     """Merge consecutive windows above the threshold (same top species, for a species model). With
     `duration_s`, events are clamped to the recording: a window padded out beyond a short file's ends
-    (it starts before 0, or ends after the last sample) gives an event within the file."""
+    (it starts before 0, or ends after the last sample) gives an event within the file. With
+    `novelty` (a species model's, per window), a window that sounds like none of the species the
+    model knows (novelty above the card's threshold) makes no event."""
     window = bundle.features.window_s
     t = bundle.pick_threshold(threshold)
     if bundle.task == "detection":
@@ -475,6 +497,8 @@ def events_from_scores(starts: np.ndarray, scores: np.ndarray, bundle: Bundle, t
         top = scores.argmax(1)
         value = scores[np.arange(len(scores)), top]
         on = value >= t
+        if novelty is not None and bundle.novelty is not None:
+            on &= novelty <= bundle.novelty.threshold
         labels = [bundle.labels[i] for i in top]
         sci = [bundle.scientific_names[i] for i in top]
     events: list[Event] = []
@@ -503,8 +527,8 @@ def scan(source, model=None, hop_s: float | None = None, threshold: float | None
          ) -> list[dict]:
     """Events of one recording: [{"start_s", "end_s", "label", "scientific_name", "peak", "mean", "windows"}],
     within the recording (0 to its duration)."""
-    starts, scores, bundle = window_scores(source, model, hop_s, sr)
-    return [e.__dict__ for e in events_from_scores(starts, scores, bundle, threshold, _duration(source, sr))]
+    starts, scores, novelty, bundle = window_scores_and_novelty(source, model, hop_s, sr)
+    return [e.__dict__ for e in events_from_scores(starts, scores, bundle, threshold, _duration(source, sr), novelty)]
 
 
 def _duration(source, sr: int | None) -> float | None:
@@ -525,6 +549,7 @@ class FileResult:
     sample_rate: int = 0
     starts: np.ndarray | None = None  # window starts (s)
     scores: np.ndarray | None = None  # (n,) call probabilities or (n, n_labels) probabilities
+    novelty: np.ndarray | None = None  # (n,) a species model's novelty per window, where it has a fit
 
 
 def find_audio(paths, recursive: bool = False, errors: list | None = None) -> list[Path]:
@@ -564,9 +589,11 @@ def scan_file(path, model=None, hop_s: float | None = None, threshold: float | N
 
     try:
         meta = audio.info(path)
-        starts, scores, bundle = window_scores(path, model, hop_s, threads=threads, on_progress=on_progress)
-        events = [e.__dict__ for e in events_from_scores(starts, scores, bundle, threshold, meta.duration_s)]
-        return FileResult(str(path), meta.duration_s, events, "", meta.sr, starts, scores.astype(np.float32))
+        starts, scores, novelty, bundle = window_scores_and_novelty(path, model, hop_s, threads=threads,
+                                                                     on_progress=on_progress)
+        events = [e.__dict__ for e in events_from_scores(starts, scores, bundle, threshold, meta.duration_s, novelty)]
+        return FileResult(str(path), meta.duration_s, events, "", meta.sr, starts, scores.astype(np.float32),
+                          None if novelty is None else novelty.astype(np.float32))
     except DeepdiveError as exc:
         return FileResult(str(path), 0.0, [], str(exc))
     except OSError as exc:  # e.g. a file that cannot be opened for reading
@@ -659,7 +686,8 @@ def _finish(result: FileResult, out: Path, formats, band, name: str, settings: d
     if not result.error:
         entry["part"] = _part_name(result.path)
         buf = io.BytesIO()
-        np.savez(buf, starts=result.starts, scores=result.scores)
+        np.savez(buf, starts=result.starts, scores=result.scores,
+                 **({"novelty": result.novelty} if result.novelty is not None else {}))
         atomic_write_bytes(out / "parts" / f"{entry['part']}.npz", buf.getvalue(), durable=False)
         if "raven" in formats:
             entry["raven"] = f"{name}.selections.txt"

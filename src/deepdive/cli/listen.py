@@ -38,7 +38,7 @@ def classify(
         fail(str(exc))
         raise typer.Exit(1) from None
     results, failed = each_file(
-        files, lambda f: {"ranking": rank(f, model=bundle, top=top, min_confidence=min_confidence)}, "ranking", 3)
+        files, lambda f: rank(f, model=bundle, top=top, min_confidence=min_confidence).as_dict(), "ranking", 3)
     if format is Format.json:
         print(rankings_json(results))
     elif format is Format.csv:

@@ -37,7 +37,7 @@ def demo(
         path = out / f"synthetic_{kind}.wav"
         sf.write(path, synth.recording(kind, 32000, 8.0, rng, snr_db=18), 32000, subtype="PCM_16")
         try:
-            results.append({"file": str(path), "ranking": rank(path, top=3)})
+            results.append({"file": str(path), **rank(path, top=3).as_dict()})
         except DeepdiveError as exc:
             fail(str(exc))
             raise typer.Exit(1) from None

@@ -321,7 +321,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def ranking(path, name, top=None) -> dict:
         from ..predict import classify
 
-        return {"file": name, "ranking": classify(path, model=models["species"], top=top)}
+        return {"file": name, **classify(path, model=models["species"], top=top).as_dict()}
 
     def detection(path, name, threshold=None) -> dict:
         from ..predict import detect

@@ -93,6 +93,14 @@ function render(data, file) {
   $("player-note").hidden = true;
   $("player").src = objectUrl;
 
+  // "none of these": the recording sounds like none of the species the model knows
+  const unknown = $("unknown");
+  unknown.hidden = data.known !== false;
+  unknown.textContent = data.known === false
+    ? `None of the species it knows (novelty ${(data.novelty ?? 1).toFixed(2)}): the ranking below is only what it sounds most like.`
+    : "";
+  $("podium").classList.toggle("faded", data.known === false);
+
   // podium: gold, silver, bronze
   const podium = $("podium");
   podium.replaceChildren();

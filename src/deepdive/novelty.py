@@ -1,0 +1,184 @@
+""""None of these": does a recording sound like any species the model knows?
+
+A species model ranks only the species it learnt; silence, ship noise or a species it never heard get
+a ranking too. Beside the ranking, deepdive says whether the recording is `known` and how novel it is.
+
+The measure: the model's embedding of each window (the vector its classifier reads) and its
+Mahalanobis distance to the nearest species' mean, with one covariance shared by the species (fitted
+on the training windows, shrunk towards a multiple of the identity by the Ledoit-Wolf amount). A recording's distance is the
+mean of its windows'. Distances are turned into `novelty` (0 to 1) by comparing them with those of
+recordings the model did not train on, of the species it knows (the validation split: encounters it
+never heard): novelty 0.9 means further from the known species than 90% of those recordings. A
+recording is `known` when its novelty is at most the card's threshold (by default 0.95: 95% of known-
+species recordings of unheard encounters stay known). Windows of a scan are judged the same way
+against validation windows.
+
+In a prototype on the 16-species model (`benchmarks/open_set.py` measures the product), this
+distance separated known-species test cuts from 5 species the model never learnt, buoy noise and
+synthetic noise better than the softmax's top probability, the energy score, or the cosine distance
+to species centroids or to the nearest training windows.
+
+The fit is stored in the bundle as `novelty.npz` (means, precision matrix, the reference distances)
+and summarised in the card (`novelty`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FILE = "novelty.npz"
+DEFAULT_KEEP = 0.95  # share of known-species validation recordings kept known
+QUANTILES = 201
+
+
+@dataclass
+class Novelty:
+    means: np.ndarray  # (classes with training windows, d)
+    precision: np.ndarray  # (d, d)
+    recording_ref: np.ndarray  # sorted quantiles of validation recordings' distances
+    window_ref: np.ndarray  # sorted quantiles of validation windows' distances
+    threshold: float = DEFAULT_KEEP
+    shrinkage: float = 0.0
+
+    def distances(self, emb: np.ndarray) -> np.ndarray:
+        """Each window's squared Mahalanobis distance to the nearest species' mean, (n,)."""
+        emb = np.asarray(emb, dtype=np.float64)
+        d = (emb[:, None, :] - self.means[None, :, :]).reshape(-1, self.means.shape[1])
+        return np.sum((d @ self.precision) * d, axis=1).reshape(len(emb), -1).min(axis=1)
+
+    @staticmethod
+    def _percentile(dist: np.ndarray | float, ref: np.ndarray) -> np.ndarray:
+        """Share of the reference below each distance (0 to 1), interpolated between the quantiles."""
+        return np.interp(dist, ref, np.linspace(0.0, 1.0, len(ref)), left=0.0, right=1.0)
+
+    def recording(self, emb: np.ndarray) -> float:
+        """Novelty of a recording from its windows' embeddings."""
+        return float(self._percentile(float(self.distances(emb).mean()), self.recording_ref))
+
+    def windows(self, emb: np.ndarray) -> np.ndarray:
+        """Novelty of each window."""
+        return self._percentile(self.distances(emb), self.window_ref)
+
+    def save(self, path: str | Path) -> None:
+        import io
+
+        from .store import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.savez(buf, means=self.means.astype(np.float32), precision=self.precision.astype(np.float32),
+                 recording_ref=self.recording_ref, window_ref=self.window_ref, threshold=np.array(self.threshold),
+                 shrinkage=np.array(self.shrinkage))
+        atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Novelty:
+        z = np.load(path)
+        return cls(z["means"].astype(np.float64), z["precision"].astype(np.float64), z["recording_ref"],
+                   z["window_ref"], float(z["threshold"]), float(z["shrinkage"]))
+
+
+def shrunk_covariance(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """The covariance of centred rows `x`, shrunk towards (trace / d) I by the Ledoit-Wolf amount
+    (Ledoit and Wolf 2004): with few windows for many dimensions the sample covariance is singular,
+    and the shrinkage grows as the windows get fewer. Returns (covariance, shrinkage)."""
+    n, d = x.shape
+    s = x.T @ x / n
+    mu = np.trace(s) / d
+    target = mu * np.eye(d)
+    delta = float(np.sum((s - target) ** 2))
+    sq = np.sum(x**2, axis=1)
+    beta = float((np.sum(sq**2) - 2 * np.einsum("id,de,ie->", x, s, x) + n * np.sum(s**2)) / n**2)
+    shrink = 1.0 if delta <= 0 else float(np.clip(beta / delta, 0.0, 1.0))
+    return (1 - shrink) * s + shrink * target + 1e-9 * max(mu, 1e-12) * np.eye(d), shrink
+
+
+def fit(train_emb: np.ndarray, train_labels: np.ndarray, n_classes: int, val_emb: list[np.ndarray],
+        keep: float = DEFAULT_KEEP) -> Novelty:
+    """Class means and shared covariance from training windows (`train_emb` (n, d), their class
+    indices); the reference distances from validation recordings (a list of (windows, d) arrays).
+    `keep`: the novelty threshold, the share of validation recordings kept known."""
+    train_emb = np.asarray(train_emb, dtype=np.float64)
+    present = [c for c in range(n_classes) if np.any(train_labels == c)]  # a class without windows has no mean
+    means = np.stack([train_emb[train_labels == c].mean(axis=0) for c in present])
+    row = {c: i for i, c in enumerate(present)}
+    cov, shrink = shrunk_covariance(train_emb - means[[row[c] for c in train_labels]])
+    model = Novelty(means, np.linalg.inv(cov), np.zeros(2), np.zeros(2), keep, shrink)
+    q = np.linspace(0.0, 1.0, QUANTILES)
+    rec = np.array([model.distances(e).mean() for e in val_emb])
+    win = np.concatenate([model.distances(e) for e in val_emb])
+    model.recording_ref, model.window_ref = np.quantile(rec, q), np.quantile(win, q)
+    return model
+
+
+def fit_store(bundle, store, keep: float = DEFAULT_KEEP, max_windows: int = 20000, seed: int = 0) -> tuple[Novelty, dict]:
+    """Fit a bundle's novelty on its training store: the training windows as stored (augmented copies
+    too: they are what the model learnt; at most `max_windows`, drawn at random), the validation
+    recordings as the reference. Returns the fit and the card's summary."""
+    from .errors import DatasetError
+
+    index = {lab: i for i, lab in enumerate(bundle.labels)}
+    tr = [i for i in store.indices("train") if store.rows[i]["label"] in index]
+    va = [i for i in store.indices("val") if store.rows[i]["label"] in index]
+    if not tr or not va:
+        raise DatasetError("novelty needs training and validation windows (a store prepared with --val-frac above 0)")
+    rng = np.random.default_rng(seed)
+    if len(tr) > max_windows:
+        tr = sorted(rng.choice(tr, max_windows, replace=False).tolist())
+    emb = _embed(bundle, store, tr)
+    y = np.array([index[store.rows[i]["label"]] for i in tr])
+    # a store prepared again after the data grew may deal a unit the model trained on to validation:
+    # such recordings are no reference for unheard encounters
+    trained = {(r["label"], u) for r in bundle.card.get("split", {}).get("report", [])
+               for u in (r.get("train_units") if isinstance(r.get("train_units"), list) else [])}
+    by_rec: dict[str, list[int]] = {}
+    left_out = set()
+    for i in va:
+        row = store.rows[i]
+        if (row["label"], row["group"]) in trained:
+            left_out.add(row["key"])
+        elif not row.get("augment"):
+            by_rec.setdefault(row["key"], []).append(i)
+    va_emb = _embed(bundle, store, [i for idx in by_rec.values() for i in idx])
+    parts, start = [], 0
+    for idx in by_rec.values():
+        parts.append(va_emb[start : start + len(idx)])
+        start += len(idx)
+    model = fit(emb, y, len(bundle.labels), parts, keep)
+    summary = {
+        "method": "Mahalanobis distance of the window embeddings to the nearest species mean (shared covariance, "
+                  f"Ledoit-Wolf shrinkage {model.shrinkage:.3f}); a recording's distance is its windows' mean",
+        "novelty": "share of the validation recordings (encounters never trained on, species it knows) closer to the "
+                   "known species",
+        "threshold": keep,
+        "rule": f"known when novelty <= {keep:g}: keeps {keep:.0%} of the validation recordings known",
+        "fitted_on": {"training_windows": len(tr), "validation_recordings": len(parts),
+                      "validation_windows": int(sum(len(p) for p in parts)),
+                      "validation_recordings_left_out_as_trained_on": len(left_out)},
+        "file": FILE,
+    }
+    return model, summary
+
+
+def _embed(bundle, store, idx: list[int], batch: int = 256) -> np.ndarray:
+    out = [bundle.embed(store.batch(idx[i : i + batch])) for i in range(0, len(idx), batch)]
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def add_to_bundle(bundle_dir: str | Path, store_path: str | Path, keep: float = DEFAULT_KEEP) -> dict:
+    """Fit novelty for a species bundle on its store and write `novelty.npz` and the card's `novelty`."""
+    import json
+
+    from .bundle import Bundle
+    from .store import FeatureStore, atomic_write_json
+
+    bundle_dir = Path(bundle_dir)
+    bundle = Bundle.load(bundle_dir, precision="fp32")
+    model, summary = fit_store(bundle, FeatureStore(store_path), keep)
+    model.save(bundle_dir / FILE)
+    card = json.loads((bundle_dir / "card.json").read_text(encoding="utf-8"))
+    card["novelty"] = summary
+    atomic_write_json(bundle_dir / "card.json", card)
+    return summary

@@ -1,0 +1,126 @@
+"""'None of these': the novelty fit (Mahalanobis distance to the nearest species mean, as a share of
+held-out known recordings) on embeddings whose answer is known, and end to end on a trained model."""
+
+import json
+
+import numpy as np
+import pytest
+
+from deepdive.novelty import Novelty, fit, shrunk_covariance
+
+
+def _clusters(rng, n_per=200, d=16, classes=3, spread=0.3):
+    centres = rng.normal(0, 3, (classes, d))
+    x = np.concatenate([c + spread * rng.standard_normal((n_per, d)) for c in centres])
+    return x, np.repeat(np.arange(classes), n_per), centres
+
+
+def test_shrunk_covariance_is_ledoit_wolf():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 10)) * np.linspace(0.5, 2, 10)
+    x -= x.mean(0)
+    cov, shrink = shrunk_covariance(x)
+    n, d = x.shape
+    s = x.T @ x / n
+    mu = np.trace(s) / d
+    delta = np.sum((s - mu * np.eye(d)) ** 2)
+    beta = sum(np.sum((np.outer(r, r) - s) ** 2) for r in x) / n**2
+    assert shrink == pytest.approx(min(beta, delta) / delta)
+    assert np.allclose(cov, (1 - shrink) * s + shrink * mu * np.eye(d), atol=1e-6)
+    few = rng.standard_normal((5, 50))  # fewer rows than dimensions: still invertible, more shrinkage
+    cov_few, shrink_few = shrunk_covariance(few - few.mean(0))
+    assert shrink_few > shrink and np.all(np.linalg.eigvalsh(cov_few) > 0)
+
+
+def test_novelty_is_the_share_of_known_held_out_recordings_closer():
+    rng = np.random.default_rng(1)
+    x, y, centres = _clusters(rng)
+    held = [c + 0.3 * rng.standard_normal((5, x.shape[1])) for c in centres for _ in range(40)]  # 120 recordings
+    model = fit(x, y, 3, held, keep=0.9)
+    known = np.array([model.recording(r) for r in held])
+    assert np.mean(known <= 0.9) == pytest.approx(0.9, abs=0.02)  # the threshold keeps its share known
+    fresh = [c + 0.3 * rng.standard_normal((5, x.shape[1])) for c in centres for _ in range(30)]
+    assert np.mean([model.recording(r) <= 0.9 for r in fresh]) > 0.8
+    far = [rng.normal(0, 3, x.shape[1]) + 0.3 * rng.standard_normal((5, x.shape[1])) for _ in range(30)]
+    assert all(model.recording(r) == 1.0 for r in far)  # another cluster altogether
+    w = model.windows(np.concatenate([held[0], far[0]]))
+    assert w.shape == (10,) and w[5:].min() == 1.0 and w[:5].max() < 1.0
+
+
+def test_a_class_without_training_windows_and_save_load(tmp_path):
+    rng = np.random.default_rng(2)
+    x, y, centres = _clusters(rng, classes=2)
+    model = fit(x, y, 3, [c + 0.3 * rng.standard_normal((4, x.shape[1])) for c in centres for _ in range(10)])
+    assert model.means.shape == (2, x.shape[1]) and np.isfinite(model.distances(x[:3])).all()
+    model.save(tmp_path / "n.npz")
+    back = Novelty.load(tmp_path / "n.npz")
+    probe = rng.standard_normal((6, x.shape[1]))
+    assert np.allclose(back.windows(probe), model.windows(probe), atol=1e-4)
+    assert back.threshold == model.threshold and back.shrinkage == pytest.approx(model.shrinkage)
+
+
+def test_trained_model_says_none_of_these_for_noise(synth_model, tmp_path):
+    """A model trained with a validation split carries its novelty fit; a steady 7 kHz tone, like
+    nothing in its training cuts, is none of the species it knows in classify (Python, JSON, CSV,
+    table), and a scan makes no species event of it. (On this synthetic corpus every class's cuts are
+    mostly ocean noise, so noise itself is known here; the real figures are in benchmarks/open_set.py.)"""
+    import csv
+    import io
+
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    import deepdive
+    from deepdive import synth
+    from deepdive.cli import app
+    from deepdive.scanning import scan_files
+
+    card = json.loads((synth_model / "card.json").read_text())
+    assert (synth_model / "novelty.npz").is_file() and card["novelty"]["threshold"] == 0.95
+    assert card["novelty"]["fitted_on"]["validation_recordings"] >= 5
+    rng = np.random.default_rng(5)
+    sr = 16000
+    tone = 0.3 * np.sin(2 * np.pi * 7000 * np.arange(6 * sr) / sr)
+    files = {"upcall": synth.recording("upcall", sr, 6.0, rng, snr_db=15), "tone": tone, "tone2": 0.5 * tone}
+    for name, y in files.items():
+        sf.write(tmp_path / f"{name}.wav", y.astype(np.float32), sr)
+    call = deepdive.classify(tmp_path / "upcall.wav", model=synth_model)
+    assert call.known is True and 0 <= call.novelty <= 0.95 and call[0]["species"] == "Synthetic upcall"
+    for name in ("tone", "tone2"):
+        r = deepdive.classify(tmp_path / f"{name}.wav", model=synth_model)
+        assert r.known is False and r.novelty > 0.95 and len(r) == len(card["labels"])  # still ranked
+    runner = CliRunner()
+    paths = [str(tmp_path / f"{n}.wav") for n in files]
+    out = json.loads(runner.invoke(app, ["classify", *paths, "--model", str(synth_model), "-f", "json"]).stdout)
+    assert [o["known"] for o in out] == [True, False, False] and all("novelty" in o for o in out)
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["classify", *paths, "--model", str(synth_model),
+                                                                  "-f", "csv"]).stdout)))
+    assert {r["known"] for r in rows if "tone" in r["file"]} == {"false"}
+    table = runner.invoke(app, ["classify", paths[1], "--model", str(synth_model)]).stdout
+    assert "none of the species it knows" in " ".join(table.split())
+    summary = scan_files([tmp_path / "tone.wav", tmp_path / "upcall.wav"], tmp_path / "scan", model=str(synth_model),
+                         threshold=0.0, formats=("json", "parquet"))
+    events = {f["file"].rsplit("/", 1)[-1]: f["events"] for f in json.loads((tmp_path / "scan" / "events.json").read_text())["files"]}
+    assert events["tone.wav"] == [] and events["upcall.wav"] and summary["events"] == len(events["upcall.wav"])
+    import pyarrow.parquet as pq
+
+    win = pq.read_table(tmp_path / "scan" / "windows.parquet").to_pylist()
+    assert not any(w["known"] for w in win if w["file"].endswith("tone.wav"))
+    assert all(0 <= w["novelty"] <= 1 for w in win)
+
+
+def test_a_model_without_a_novelty_fit_says_nothing(tmp_path):
+    import shutil
+
+    import deepdive
+    from deepdive import synth
+    from deepdive.bundle import bundled_path
+
+    copy = tmp_path / "species"
+    shutil.copytree(bundled_path("species"), copy)
+    (copy / "novelty.npz").unlink(missing_ok=True)
+    card = json.loads((copy / "card.json").read_text())
+    card.pop("novelty", None)
+    (copy / "card.json").write_text(json.dumps(card))
+    r = deepdive.classify(synth.recording("moan", 32000, 5.0, np.random.default_rng(0)), sr=32000, model=copy)
+    assert r.known is None and r.novelty is None and r.as_dict()["ranking"] == list(r)
