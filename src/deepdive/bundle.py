@@ -223,9 +223,17 @@ class Bundle:
         out = [session.run(["embedding"], {name: feats[i : i + batch_size]})[0] for i in range(0, len(feats), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
+    @property
+    def temperature(self) -> float:
+        """The card's calibration temperature (see `calibration`): probabilities are softmax(logits / T);
+        1 for a model without one, and for detectors (their thresholds are chosen on their own scores)."""
+        if self.task == "detection":
+            return 1.0
+        return float(self.card.get("calibration", {}).get("temperature", 1.0))
+
     def predict(self, feats: np.ndarray, batch_size: int = 16, threads: int | None = None) -> np.ndarray:
         """Class probabilities for windows of features, shape (n, n_classes)."""
-        return softmax(self.logits(feats, batch_size, threads))
+        return softmax(self.logits(feats, batch_size, threads) / self.temperature)
 
     @property
     def novelty(self):
@@ -256,7 +264,7 @@ class Bundle:
         emb = np.concatenate([r[1] for r in runs]) if runs else np.zeros((0, 0), np.float32)
         if not np.isfinite(logits).all():
             raise ModelError(f"{self.path.name}: the model gave no finite score for this audio; check the file's samples")
-        return softmax(logits), emb
+        return softmax(logits / self.temperature), emb
 
     def detect(self, feats: np.ndarray, batch_size: int = 16, threads: int | None = None) -> np.ndarray:
         """A detector's probability of the positive class for each window, shape (n,)."""

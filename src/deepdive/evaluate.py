@@ -52,9 +52,29 @@ def metrics(y_true: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict:
         "accuracy": round(float((pred == y_true).mean()), 4),
         "top3_accuracy": round(float(hit3.mean()), 4),
         "macro_f1": round(float(np.mean(f1s)), 4),
+        "ece": round(expected_calibration_error(y_true, probs), 4),
         "per_species": per,
         "confusion": cm.tolist(),
     }
+
+
+def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error of the top class (Guo et al. 2017): the recordings binned by their
+    top probability into `bins` equal-width bins, the mean over bins of |accuracy - mean confidence|
+    weighted by the bin's share. 0 is perfect: of the answers given at 80%, 80% are right."""
+    y_true = np.asarray(y_true, dtype=int)
+    if len(y_true) == 0:
+        return float("nan")
+    conf = probs.max(1)
+    right = probs.argmax(1) == y_true
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            ece += mask.mean() * abs(right[mask].mean() - conf[mask].mean())
+    return float(ece)
 
 
 def _plot_confusion(cm: np.ndarray, labels: list[str], title: str, path: Path) -> bool:
@@ -169,17 +189,18 @@ def markdown_report(report: dict) -> str:
     if report.get("task") == "detection":
         return detection_markdown(report)
     lines = [f"# Evaluation of `{report['model']}`", "", f"Data: `{report.get('data', '')}`, split: {report['split']}", ""]
-    lines += ["| level | n | accuracy | top-3 | macro-F1 |", "|---|---:|---:|---:|---:|"]
+    lines += ["| level | n | accuracy | top-3 | macro-F1 | ECE |", "|---|---:|---:|---:|---:|---:|"]
     for level in ("window", "recording"):
         m = report[level]
         if m.get("n"):
-            lines.append(f"| {level} | {m['n']} | {m['accuracy']:.3f} | {m['top3_accuracy']:.3f} | {m['macro_f1']:.3f} |")
+            lines.append(f"| {level} | {m['n']} | {m['accuracy']:.3f} | {m['top3_accuracy']:.3f} | {m['macro_f1']:.3f} | "
+                         f"{m.get('ece', float('nan')):.3f} |")
     enc = report.get("encounter_disjoint")
     if enc and enc["recording"].get("n"):
         for level in ("window", "recording"):
             m = enc[level]
             lines.append(f"| {level}, encounter-split species only | {m['n']} | {m['accuracy']:.3f} | "
-                         f"{m['top3_accuracy']:.3f} | {m['macro_f1']:.3f} |")
+                         f"{m['top3_accuracy']:.3f} | {m['macro_f1']:.3f} | {m.get('ece', float('nan')):.3f} |")
     rec = report["recording"]
     if rec.get("n"):
         lines += ["", "Per species (recording level):", "",

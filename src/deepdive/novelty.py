@@ -129,18 +129,7 @@ def fit_store(bundle, store, keep: float = DEFAULT_KEEP, max_windows: int = 2000
         tr = sorted(rng.choice(tr, max_windows, replace=False).tolist())
     emb = _embed(bundle, store, tr)
     y = np.array([index[store.rows[i]["label"]] for i in tr])
-    # a store prepared again after the data grew may deal a unit the model trained on to validation:
-    # such recordings are no reference for unheard encounters
-    trained = {(r["label"], u) for r in bundle.card.get("split", {}).get("report", [])
-               for u in (r.get("train_units") if isinstance(r.get("train_units"), list) else [])}
-    by_rec: dict[str, list[int]] = {}
-    left_out = set()
-    for i in va:
-        row = store.rows[i]
-        if (row["label"], row["group"]) in trained:
-            left_out.add(row["key"])
-        elif not row.get("augment"):
-            by_rec.setdefault(row["key"], []).append(i)
+    by_rec, left_out = held_out_validation(bundle, store, va)
     va_emb = _embed(bundle, store, [i for idx in by_rec.values() for i in idx])
     parts, start = [], 0
     for idx in by_rec.values():
@@ -160,6 +149,23 @@ def fit_store(bundle, store, keep: float = DEFAULT_KEEP, max_windows: int = 2000
         "file": FILE,
     }
     return model, summary
+
+
+def held_out_validation(bundle, store, va: list[int]) -> tuple[dict[str, list[int]], set[str]]:
+    """The store's validation windows (not augmented) by recording, and the recordings left out: a
+    store prepared again after the data grew may deal a unit the model trained on (by its card) to
+    validation, and such recordings are no reference for encounters it never heard."""
+    trained = {(r["label"], u) for r in bundle.card.get("split", {}).get("report", [])
+               for u in (r.get("train_units") if isinstance(r.get("train_units"), list) else [])}
+    by_rec: dict[str, list[int]] = {}
+    left_out = set()
+    for i in va:
+        row = store.rows[i]
+        if (row["label"], row["group"]) in trained:
+            left_out.add(row["key"])
+        elif not row.get("augment"):
+            by_rec.setdefault(row["key"], []).append(i)
+    return by_rec, left_out
 
 
 def _embed(bundle, store, idx: list[int], batch: int = 256) -> np.ndarray:

@@ -377,11 +377,18 @@ def train(store_path: str | Path, out: str | Path, cfg: TrainConfig | None = Non
             card["threshold"], card["threshold_rule"] = _choose_threshold(model, store, va, y_va, positive,
                                                                           cfg.threshold_recall)
     atomic_write_json(out / "card.json", card)
-    if card["task"] != "detection" and feats_cfg.kind != "birdnet" and n == 1 and store.indices("val"):
+    if card["task"] != "detection" and store.indices("val"):
         from .bundle import Bundle
+        from .calibration import add_to_bundle as calibrate
+        from .errors import DatasetError
         from .novelty import add_to_bundle
 
-        if "embedding" in [o.name for o in Bundle.load(out, precision="fp32").session.get_outputs()]:
+        try:
+            calibrate(out, store_path)  # the temperature that makes its probabilities mean what they say
+        except DatasetError:
+            pass  # too few validation windows to fit one: probabilities as the network gives them
+        graph = [o.name for o in Bundle.load(out, precision="fp32").session.get_outputs()]
+        if feats_cfg.kind != "birdnet" and "embedding" in graph:
             add_to_bundle(out, store_path)  # "none of these": novelty.npz and the card's `novelty`
     return out
 
