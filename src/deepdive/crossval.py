@@ -149,6 +149,37 @@ def crossval_detector(
     return out
 
 
+def gear_folds(recordings: list[Recording], system_of, val_frac: float = 0.15, seed: int = 0, min_test: int = 5
+               ) -> tuple[list[str], list[dict[str, str]], dict[str, str]]:
+    """Leave one recording system out: (systems, assignments, levels), one assignment per system S.
+
+    Test: S's recordings of the species also recorded with another system (a species heard only
+    with S could not be learnt without it: those recordings are left out). Train and validation:
+    every other system's recordings, whole encounters to validation (`val_frac` of each species',
+    seeded, as `split_by_encounter` deals them), except those sharing an encounter with a test
+    recording (left out). A system with fewer than `min_test` test recordings gets no fold.
+    `system_of(recording)` names a recording's system (for Watkins, `recording_system(r.gear)`)."""
+    from .prepare import split_by_encounter
+
+    systems: list[str] = []
+    assignments: list[dict[str, str]] = []
+    for s in sorted({system_of(r) for r in recordings}):
+        others = [r for r in recordings if system_of(r) != s]
+        heard = {r.label for r in others}
+        test = [r for r in recordings if system_of(r) == s and r.label in heard]
+        if len(test) < min_test:
+            continue
+        test_groups = {r.group for r in test}
+        rest = [r for r in others if r.group not in test_groups]
+        dealt, _ = split_by_encounter(rest, val_frac, 0.0, seed, True)
+        # the deal holds back a test unit per species even when asked for none: here those train
+        assignment = {key: ("val" if split == "val" else "train") for key, split in dealt.items()}
+        assignment.update({r.key: "test" for r in test})
+        systems.append(s)
+        assignments.append(assignment)
+    return systems, assignments, {}
+
+
 def _fold_stamp(i, k, seed, train_seed, prep_cfg, train_cfg, test_keys, n, also_clips) -> str:
     """What a fold's result depends on, hashed: a saved fold is reused only if this matches."""
     import hashlib
@@ -166,31 +197,44 @@ def crossval_species(
     seed: int = 0,
     keep_models: bool = False,
     progress=None,
+    folds: tuple[list[dict[str, str]], dict[str, str]] | None = None,
 ) -> dict:
     """Train and test `k` species models on the folds of `prepare.species_folds` (fold i tested, fold
     i+1 for early stopping, the rest trained on); the recording-level figures pool every recording's
     out-of-fold probabilities, for all labels and for the labels tested on unseen encounters. The
     probabilities themselves are returned too (recording key -> mean over its windows, in the order
-    of `labels`), so that other models scored on the same folds can be compared or combined."""
+    of `labels`), so that other models scored on the same folds can be compared or combined.
+    `folds`: (assignments, levels) made otherwise, e.g. by `gear_folds` (a recording missing from an
+    assignment is left out of that fold)."""
     from .bundle import Bundle
     from .store import FeatureStore
     from .train import train
 
     work = Path(work)
-    assignments, levels = species_folds(recordings, k, seed, prep_cfg.fallback_split)
+    assignments, levels = folds if folds is not None else species_folds(recordings, k, seed, prep_cfg.fallback_split)
+    k = len(assignments)
     groups: dict[str, list[np.ndarray]] = {}
     truth: dict[str, int] = {}
-    labels: list[str] = []
+    labels: list[str] = sorted({r.label for r in recordings})
     per_fold = []
     for i, assignment in enumerate(assignments):
         if "test" not in assignment.values():
             continue
         store, model = work / f"fold{i}" / "store", work / f"fold{i}" / "model"
-        prepare(recordings, store, replace(prep_cfg, seed=seed), assignment=assignment)
+        prepare([r for r in recordings if r.key in assignment], store, replace(prep_cfg, seed=seed), assignment=assignment)
         train(store, model, replace(train_cfg, seed=train_cfg.seed + i), progress=False)
         bundle = Bundle.load(model)
-        labels = bundle.labels
         g, t = window_probabilities(bundle, FeatureStore(store), "test")
+        # a fold may lack a label (left out of it): its probabilities go into the order of every label
+        at = [labels.index(lab) for lab in bundle.labels]
+        for key, windows in g.items():
+            full = []
+            for p in windows:
+                q = np.zeros(len(labels), dtype=np.float32)
+                q[at] = p
+                full.append(q)
+            g[key] = full
+        t = {key: at[v] for key, v in t.items()}
         groups.update(g)
         truth.update(t)
         _, rec = _score(g, t, labels)
