@@ -40,7 +40,7 @@ def main() -> int:
     for name in args.models:
         t = time.perf_counter()
         tag = name + (f"-bc{args.band_cut:g}" if args.band_cut else "")
-        cv = crossval_species(recs, out / tag, prep, replace(TrainConfig(model=name), band_cut=args.band_cut), k=args.k,
+        cv = crossval_species(recs, out / tag, prep, replace(TrainConfig(model=name), band_cut=args.band_cut), k=args.k, resume=True,
                               progress=lambda i, k, f: print(f"  fold {i}/{k}: {f}", flush=True))
         (out / f"{tag}.json").write_text(json.dumps(cv, indent=1))
         r, e = cv["recording"], cv["encounter_disjoint"]["recording"]

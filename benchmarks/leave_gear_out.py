@@ -57,7 +57,7 @@ def main() -> int:
         path = out / f"{args.model}-{name}.json"
         if args.reuse and path.is_file():
             return json.loads(path.read_text())
-        cv = crossval_species(recs, out / f"work-{name}", prep, tcfg,
+        cv = crossval_species(recs, out / f"work-{name}", prep, tcfg, resume=True,
                               progress=lambda i, k, f: print(f"  {name} fold {i}/{k}: {f}", file=sys.stderr, flush=True), **kw)
         path.write_text(json.dumps(cv))
         return cv

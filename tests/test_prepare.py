@@ -271,3 +271,24 @@ def test_leave_one_recording_system_out(synth_corpus, small_cfg, tmp_path):
     assert set(cv["recording_probabilities"]) == tested
     assert cv["labels"] == sorted({r.label for r in recs})
     assert all(len(p) == len(cv["labels"]) for p in cv["recording_probabilities"].values())
+
+
+def test_a_stopped_species_crossval_goes_on_from_its_finished_folds(synth_corpus, small_cfg, tmp_path, monkeypatch):
+    from deepdive import train as train_mod
+    from deepdive.crossval import crossval_species
+    from deepdive.datasets import load_watkins
+    from deepdive.train import TrainConfig
+
+    recs = load_watkins(synth_corpus)
+    tcfg = TrainConfig(model="deepdive-resnet-fast", epochs=1, patience=1)
+    first = crossval_species(recs, tmp_path / "cv", small_cfg, tcfg, k=2, resume=True)
+    calls = []
+    real = train_mod.train
+    monkeypatch.setattr(train_mod, "train", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    (tmp_path / "cv" / "fold1.json").unlink()
+    again = crossval_species(recs, tmp_path / "cv", small_cfg, tcfg, k=2, resume=True)
+    assert len(calls) == 1 and again["folds"][0] == first["folds"][0]
+    assert set(again["recording_probabilities"]) == set(first["recording_probabilities"])
+    fold0 = [k for k, v in first["recording_probabilities"].items() if k in again["recording_probabilities"]]
+    assert all(np.allclose(first["recording_probabilities"][k], again["recording_probabilities"][k], atol=1e-5)
+               for k in fold0 if first["folds"][0]["recordings"])

@@ -198,6 +198,7 @@ def crossval_species(
     keep_models: bool = False,
     progress=None,
     folds: tuple[list[dict[str, str]], dict[str, str]] | None = None,
+    resume: bool = False,
 ) -> dict:
     """Train and test `k` species models on the folds of `prepare.species_folds` (fold i tested, fold
     i+1 for early stopping, the rest trained on); the recording-level figures pool every recording's
@@ -205,7 +206,8 @@ def crossval_species(
     probabilities themselves are returned too (recording key -> mean over its windows, in the order
     of `labels`), so that other models scored on the same folds can be compared or combined.
     `folds`: (assignments, levels) made otherwise, e.g. by `gear_folds` (a recording missing from an
-    assignment is left out of that fold)."""
+    assignment is left out of that fold). Each finished fold is saved as `work/foldI.json`; with
+    `resume`, a saved fold made with the same folds and configs is read instead of trained again."""
     from .bundle import Bundle
     from .store import FeatureStore
     from .train import train
@@ -220,6 +222,17 @@ def crossval_species(
     for i, assignment in enumerate(assignments):
         if "test" not in assignment.values():
             continue
+        done_path = work / f"fold{i}.json"
+        stamp = _fold_stamp(i, k, seed, None, prep_cfg, train_cfg, sorted(assignment.items()), len(recordings), [])
+        if resume and done_path.is_file():
+            done = json.loads(done_path.read_text())
+            if done.get("stamp") == stamp:
+                groups.update({key: [np.array(p, dtype=np.float32) for p in ws] for key, ws in done["groups"].items()})
+                truth.update(done["truth"])
+                per_fold.append(done["fold"])
+                if progress:
+                    progress(i + 1, k, per_fold[-1])
+                continue
         store, model = work / f"fold{i}" / "store", work / f"fold{i}" / "model"
         prepare([r for r in recordings if r.key in assignment], store, replace(prep_cfg, seed=seed), assignment=assignment)
         train(store, model, replace(train_cfg, seed=train_cfg.seed + i), progress=False)
@@ -241,6 +254,9 @@ def crossval_species(
         per_fold.append({"fold": i, "recordings": rec["n"], "accuracy": rec["accuracy"],
                          "top3_accuracy": rec["top3_accuracy"],
                          "best_epoch": bundle.card["training"]["best_epoch"]})
+        done_path.parent.mkdir(parents=True, exist_ok=True)
+        done_path.write_text(json.dumps({"stamp": stamp, "fold": per_fold[-1], "truth": t,
+                                         "groups": {key: [p.tolist() for p in ws] for key, ws in g.items()}}))
         if not keep_models:
             shutil.rmtree(work / f"fold{i}", ignore_errors=True)
         if progress:
