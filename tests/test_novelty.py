@@ -124,3 +124,15 @@ def test_a_model_without_a_novelty_fit_says_nothing(tmp_path):
     (copy / "card.json").write_text(json.dumps(card))
     r = deepdive.classify(synth.recording("moan", 32000, 5.0, np.random.default_rng(0)), sr=32000, model=copy)
     assert r.known is None and r.novelty is None and r.as_dict()["ranking"] == list(r)
+
+
+def test_digital_silence_is_none_of_these():
+    """A recording of zeros has flat features: the bundled model still ranks its species, but says the
+    recording sounds like none of them (the issue's 'classify silence.wav says Melon Headed Whale 96%')."""
+    import deepdive
+
+    silent = deepdive.classify(np.zeros(5 * 32000, np.float32), sr=32000)
+    assert silent.known is False and silent.novelty == 1.0
+    y = np.concatenate([np.zeros(8 * 32000), 0.1 * np.random.default_rng(1).standard_normal(8 * 32000)]).astype(np.float32)
+    events = deepdive.scan(y, model="species", threshold=0.0, sr=32000)
+    assert all(e["end_s"] > 8.0 for e in events)  # no species event made of silent windows alone

@@ -11,7 +11,8 @@ recordings the model did not train on, of the species it knows (the validation s
 never heard): novelty 0.9 means further from the known species than 90% of those recordings. A
 recording is `known` when its novelty is at most the card's threshold (by default 0.95: 95% of known-
 species recordings of unheard encounters stay known). Windows of a scan are judged the same way
-against validation windows.
+against validation windows. A window whose features are flat (digital silence: no sound at all) is
+infinitely far from every species: novelty 1.
 
 In a prototype on the 16-species model (`benchmarks/open_set.py` measures the product), this
 distance separated known-species test cuts from 5 species the model never learnt, buoy noise and
@@ -46,8 +47,12 @@ class Novelty:
     def distances(self, emb: np.ndarray) -> np.ndarray:
         """Each window's squared Mahalanobis distance to the nearest species' mean, (n,)."""
         emb = np.asarray(emb, dtype=np.float64)
+        silent = np.isnan(emb).any(axis=1)  # a window with no sound at all (see Bundle.predict_with_novelty)
+        emb = np.where(silent[:, None], 0.0, emb)
         d = (emb[:, None, :] - self.means[None, :, :]).reshape(-1, self.means.shape[1])
-        return np.sum((d @ self.precision) * d, axis=1).reshape(len(emb), -1).min(axis=1)
+        dist = np.sum((d @ self.precision) * d, axis=1).reshape(len(emb), -1).min(axis=1)
+        dist[silent] = np.inf
+        return dist
 
     @staticmethod
     def _percentile(dist: np.ndarray | float, ref: np.ndarray) -> np.ndarray:
