@@ -12,6 +12,7 @@ cross-validation; per system; per species. The runs go to --out as JSON (`--reus
 About 13 trainings: roughly two hours for deepdive-resnet on 2 cores.
 
     .venv/bin/python benchmarks/leave_gear_out.py [--model deepdive-resnet] [--data ../shared/data/watkins] [--reuse]
+        [--recorder 0.5 --noise ../shared/data/rightwhalecalls] [--centred-only]
 """
 
 from __future__ import annotations
@@ -45,19 +46,25 @@ def main() -> int:
     ap.add_argument("--model", default="deepdive-resnet")
     ap.add_argument("--out", default=str(ROOT / "runs" / "leave-gear-out"))
     ap.add_argument("--reuse", action="store_true")
+    ap.add_argument("--recorder", type=float, default=0.0, help="train --recorder: random recorder augmentation")
+    ap.add_argument("--noise", default="", help="train --noise: background recordings for --recorder")
+    ap.add_argument("--centred-only", action="store_true", help="the network sees only the band-centred spectrogram (level=False)")
     args = ap.parse_args()
     recs = load_dataset("watkins", args.data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     prep = PrepareConfig(features=MelConfig(), pad="zeros", balance=True, seed=0)  # as `deepdive prepare watkins`
-    tcfg = TrainConfig(model=args.model)
+    tcfg = TrainConfig(model=args.model, recorder=args.recorder, noise=args.noise,
+                       model_options={"level": False} if args.centred_only else {})
+    tag = (args.model + (f"-rec{args.recorder:g}" if args.recorder else "") + ("-noise" if args.noise else "")
+           + ("-centred" if args.centred_only else ""))
     systems, assignments, levels = gear_folds(recs, lambda r: recording_system(r.gear))
 
     def run(name, **kw):
-        path = out / f"{args.model}-{name}.json"
+        path = out / f"{tag}-{name}.json"
         if args.reuse and path.is_file():
             return json.loads(path.read_text())
-        cv = crossval_species(recs, out / f"work-{name}", prep, tcfg, resume=True,
+        cv = crossval_species(recs, out / f"work-{tag}-{name}", prep, tcfg, resume=True,
                               progress=lambda i, k, f: print(f"  {name} fold {i}/{k}: {f}", file=sys.stderr, flush=True), **kw)
         path.write_text(json.dumps(cv))
         return cv
@@ -73,7 +80,7 @@ def main() -> int:
     tested = [k for k in tested if k in lp and k in ep]
     l1, l3 = topk(lp, truth, tested)
     e1, e3 = topk(ep, truth, tested)
-    print(f"`{args.model}`, {len(tested)} cuts of {len(systems)} recording systems, each scored by a model that never "
+    print(f"`{tag}`, {len(tested)} cuts of {len(systems)} recording systems, each scored by a model that never "
           "heard its system (and, beside it, by one that never heard its encounter)\n")
     print("| scored by a model that never heard | top-1 | top-3 |")
     print("|---|---:|---:|")

@@ -48,3 +48,67 @@ def test_mix_at_snr_and_background_mix():
         BackgroundMix({"a": [np.zeros(100, np.float32)]}, window=4000)
     with pytest.raises(ValueError, match="lower bound"):
         BackgroundMix(pool, (10.0, 0.0))
+
+
+def _db_windows(n: int, bands: int = 48, frames: int = 40, seed: int = 0) -> np.ndarray:
+    """dB windows as the features give them: peak 0, floor -80."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(-50, 10, (n, bands, frames))
+    x -= x.max(axis=(1, 2), keepdims=True)
+    return np.maximum(x, -80).astype(np.float32)
+
+
+def test_recorder_response_keeps_the_scale_and_changes_only_the_drawn_windows():
+    from deepdive.augment import recorder_response
+
+    x = _db_windows(300)
+    before = x.copy()
+    assert np.array_equal(recorder_response(x, np.random.default_rng(0), 0.0), x)
+    out = recorder_response(x, np.random.default_rng(0), 1.0)
+    assert np.array_equal(x, before)  # the input is not modified
+    assert np.array_equal(out, recorder_response(x, np.random.default_rng(0), 1.0))  # seeded
+    assert (out != x).any(axis=(1, 2)).all()
+    assert np.allclose(out.max(axis=(1, 2)), 0.0) and out.min() >= -80.0
+    half = recorder_response(x, np.random.default_rng(1), 0.5)
+    assert 0.35 < (half != x).any(axis=(1, 2)).mean() < 0.65
+    # some windows lose their top bands, some their bottom ones (to the floor), none loses bands 8-11
+    top = (out[:, -1, :] == -80).all(axis=1).mean()
+    bottom = (out[:, 0, :] == -80).all(axis=1).mean()
+    assert 0.3 < top < 0.7 and 0.05 < bottom < 0.35
+    assert not (out[:, 10, :] == -80).all(axis=1).any()  # above the lowest 15%, within the lowest quarter
+    with pytest.raises(ValueError):
+        recorder_response(x, np.random.default_rng(0), 1.5)
+
+
+def test_recorder_response_tilts_the_spectrum_and_mixes_the_noise_it_is_given():
+    from deepdive.augment import recorder_response
+
+    x = np.full((400, 48, 40), -30.0, np.float32)
+    x[:, :, 0] = 0.0  # a flat spectrum, 30 dB above the floor... with one loud frame for the peak
+    out = recorder_response(x, np.random.default_rng(0), 1.0, eq_db=18.0, noise=None)
+    profile = out[:, 8:40, 1:].mean(axis=2)  # bands that no cut reaches in most windows
+    spread = profile.max(axis=1) - profile.min(axis=1)
+    assert np.median(spread) > 3.0  # a random frequency response, not a flat one
+    quiet = np.full((400, 48, 40), -80.0, np.float32)
+    quiet[:, 30, :] = 0.0  # one tone high up, nothing else
+    noise = np.full((1, 48, 40), -80.0, np.float32)
+    noise[0, :6, :] = 0.0  # background only in the lowest six bands
+    mixed = recorder_response(quiet, np.random.default_rng(0), 1.0, noise=noise, noise_db=(-20.0, -20.0))
+    low = (mixed[:, 1:6, :] > -60).all(axis=(1, 2)).mean()
+    assert 0.1 < low < 0.5  # about a quarter: noise drawn (1/2), the real background chosen (1/2), bottom kept
+
+
+def test_noise_windows_takes_the_noise_clips_of_a_challenge_folder(synth_kaggle):
+    import csv
+
+    from deepdive.augment import noise_windows
+    from deepdive.features.spectrogram import MelConfig
+
+    feats = MelConfig(sr=2000, n_fft=256, hop_length=64, n_mels=32, fmin=20, fmax=1000, window_s=2.0)
+    rows = list(csv.DictReader(open(synth_kaggle / "train.csv")))
+    n_noise = sum(r["label"] == "0" for r in rows)
+    wins = noise_windows(str(synth_kaggle), feats, limit=10_000)
+    assert wins.shape == (n_noise, *feats.shape) and 0 < n_noise < len(rows)
+    assert noise_windows(str(synth_kaggle), feats, limit=3).shape[0] == 3
+    folder = noise_windows(str(synth_kaggle / "test"), feats, limit=5)  # any folder of audio files
+    assert folder.shape == (5, *feats.shape)

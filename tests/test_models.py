@@ -184,3 +184,20 @@ def test_transfer_loads_matching_layers_and_freezes(tmp_path):
     assert not det.stem[1].training
     with pytest.raises(ModelError, match="none of its layers"):
         load_matching(build("inception1d", 2, (30, 126)), tmp_path)
+
+
+def test_resnet_without_the_level_channel_cannot_hear_a_recorders_frequency_response():
+    """`level=False`: only the band-centred spectrogram reaches the network, so adding any constant
+    per band (a hydrophone's response, in dB) leaves the output unchanged; with the level channel it moves."""
+    import torch
+
+    from deepdive.models import build
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 96, 64) * 5 - 40
+    response = torch.linspace(-12, 12, 96)[None, :, None]
+    centred = build("deepdive-resnet", 5, (96, 64), level=False).eval()
+    plain = build("deepdive-resnet", 5, (96, 64)).eval()
+    with torch.no_grad():
+        assert torch.allclose(centred(x), centred(x + response), atol=1e-5)
+        assert not torch.allclose(plain(x), plain(x + response), atol=1e-3)

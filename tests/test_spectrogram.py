@@ -115,3 +115,39 @@ def test_overview_power_of_a_file_shorter_than_a_frame():
 
     out = overview_power([np.ones(50, np.float32)], 50, 2000)
     assert out.shape[1] == 1 and out.sum() > 0
+
+
+def test_numpy_and_scipy_ffts_give_the_same_log_mel(monkeypatch):
+    """A short one-off input is transformed with numpy's FFT (importing scipy.fft costs more than it
+    saves); long inputs and scans with scipy's. Both give the same features, to float rounding."""
+    import scipy.fft
+
+    from deepdive.features import spectrogram
+    from deepdive.features.spectrogram import MelConfig, log_mel
+
+    y = np.random.default_rng(0).standard_normal(32000 * 5).astype(np.float32) * 0.1
+    cfg = MelConfig()
+    monkeypatch.setattr(spectrogram, "_rfft_for", lambda n: np.fft.rfft)
+    a = log_mel(y, 32000, cfg)
+    monkeypatch.setattr(spectrogram, "_rfft_for", lambda n: scipy.fft.rfft)
+    b = log_mel(y, 32000, cfg)
+    assert np.abs(a - b).max() < 1e-3  # dB
+
+
+def test_a_one_off_classify_imports_neither_scipy_fft_nor_pydantic(tmp_path):
+    """What `deepdive classify` of a 5 s file imports (its cold start is an aim): not scipy.fft, whose
+    import costs about half a second, nor pydantic (typer >= 0.29 brings it in). Imports, not time."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import soundfile as sf
+
+    path = tmp_path / "five.wav"
+    sf.write(path, np.random.default_rng(0).standard_normal(32000 * 5).astype(np.float32) * 0.05, 32000)
+    exe = str(Path(sys.executable).parent / "deepdive")
+    run = subprocess.run([sys.executable, "-X", "importtime", exe, "classify", str(path), "--format", "json"],
+                         capture_output=True, text=True, check=True)
+    imported = {line.split("|")[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
+    assert "deepdive.bundle" in imported and "onnxruntime" in imported  # the list is real
+    assert "scipy.fft" not in imported and "pydantic" not in imported

@@ -180,3 +180,21 @@ def test_a_detector_from_ones_own_raven_tables(tmp_path):
     assert res.exit_code == 0, res.stderr
     groups = {r["group"] for r in FeatureStore(tmp_path / "fs").rows}
     assert groups == {"A/day0", "A/day1", "B/day0", "B/day1"}
+
+
+def test_training_through_random_recorders_over_real_background(synth_store, synth_corpus, synth_kaggle, tmp_path):
+    """`recorder` (with `noise`) trains, and the card says how; a bad probability is refused."""
+    from typer.testing import CliRunner
+
+    from deepdive.cli import app
+    from deepdive.train import TrainConfig, train
+
+    out = train(synth_store, tmp_path / "m", TrainConfig(model="deepdive-cnn", epochs=2, patience=2, seed=0, recorder=1.0,
+                                                         noise=str(synth_kaggle)), progress=False)
+    card = json.loads((out / "card.json").read_text())
+    assert card["training"]["recorder"] == 1.0 and card["training"]["noise"] == str(synth_kaggle)
+    ranking = classify(str(sorted(synth_corpus.rglob("*.wav"))[0]), model=out)
+    assert len(ranking) == len(card["labels"])
+    res = CliRunner().invoke(app, ["train", str(synth_store), "--out", str(tmp_path / "bad"), "--recorder", "1.5",
+                                   "--epochs", "1"])
+    assert res.exit_code == 1 and "recorder augmentation 1.5" in res.output

@@ -85,3 +85,115 @@ class BackgroundMix:
         start = int(rng.integers(0, len(clip) - len(y) + 1))
         snr = float(rng.uniform(*self.snr_db))
         return mix_at_snr(y, clip[start : start + len(y)], snr), {"background": f"{other}#{i}", "mix_snr_db": round(snr, 2)}
+
+
+# --- A random recorder, in the spectrogram -------------------------------------------------------------
+# The species models read dB spectrograms (peak 0, floor -top_db), and what tells one Watkins recorder
+# from another there is the frequency response (a tape deck's roll-off, a hydrophone's resonance), the
+# band limits (the sample rate it was digitised at), the noise floor and its colour, and mains hum. A
+# window heard "through a random recorder" gets each of these drawn at random, so no one of them can
+# stand for a species. It works on the batch the training loop reads, so a store is prepared once.
+
+def _smooth_curve(n_bands: int, rng: np.random.Generator, peak_to_peak: float) -> np.ndarray:
+    """A random smooth curve over the bands (three cosines of falling weight), `peak_to_peak` dB high."""
+    b = np.linspace(0.0, 1.0, n_bands)
+    curve = sum(rng.uniform(-1, 1) / k * np.cos(np.pi * k * b + rng.uniform(0, 2 * np.pi)) for k in (1, 2, 3))
+    span = float(curve.max() - curve.min())
+    return (curve - curve.mean()) * (peak_to_peak / span if span > 0 else 0.0)
+
+
+def _power_sum_db(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """dB of the summed powers of two dB arrays."""
+    hi = np.maximum(a, b)
+    return hi + 10.0 * np.log10(1.0 + 10.0 ** ((np.minimum(a, b) - hi) / 10.0))
+
+
+def recorder_response(
+    x: np.ndarray,
+    rng: np.random.Generator,
+    p: float,
+    top_db: float = 80.0,
+    eq_db: float = 18.0,
+    noise: np.ndarray | None = None,
+    noise_db: tuple[float, float] = (-45.0, -10.0),
+) -> np.ndarray:
+    """Each window of a batch of dB spectrograms `x` (n, bands, frames) is, with probability `p`,
+    heard through a random recorder:
+
+    - a frequency response: a smooth random curve up to `eq_db` dB peak to peak;
+    - with probability 0.5, noise under it at `noise_db` dB below the window's peak: a window of real
+      background from `noise` (n_noise, bands, frames; rolled in time at random) half of the time
+      when given, else coloured noise (a random slope and curve, flickering frame to frame);
+    - with probability 0.25, one or two hum lines (steady narrow bands);
+    - with probability 0.5 the bands above a random one (25-100% kept) and with probability 0.25
+      those below a random one (up to 15% lost) at the floor, as a lower sample rate or a high-pass
+      filter would leave them.
+
+    The window is then put back on the features' scale (peak 0 in the bands kept, floor -top_db). A new array is
+    returned; windows not drawn are unchanged."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"recorder augmentation probability {p}: give a number from 0 to 1")
+    out = np.array(x, dtype=np.float32, copy=True)
+    if out.ndim != 3 or p == 0.0:
+        return out
+    n, f, t = out.shape
+    floor = -float(top_db)
+    for i in np.flatnonzero(rng.random(n) < p):
+        w = out[i].astype(np.float64) + _smooth_curve(f, rng, rng.uniform(0.0, eq_db))[:, None]
+        if rng.random() < 0.5:
+            level = w.max() + rng.uniform(*noise_db)
+            if noise is not None and len(noise) and rng.random() < 0.5:
+                nz = np.roll(noise[int(rng.integers(len(noise)))].astype(np.float64), int(rng.integers(t)), axis=1)
+                nz = nz - nz.max()
+            else:
+                slope = np.linspace(0.0, -rng.uniform(0.0, 30.0), f)[:, None]
+                nz = slope + _smooth_curve(f, rng, rng.uniform(0.0, 12.0))[:, None] + rng.normal(0.0, 2.5, (f, t))
+                nz = nz - nz.max()
+            w = _power_sum_db(w, nz + level)
+        if rng.random() < 0.25:
+            for _ in range(int(rng.integers(1, 3))):
+                band = int(rng.integers(f))
+                w[band] = _power_sum_db(w[band], np.full(t, w.max() + rng.uniform(-40.0, -10.0)))
+        if rng.random() < 0.5:
+            w[int(rng.integers(max(1, f // 4), f + 1)):] = -np.inf
+        if rng.random() < 0.25:
+            w[: int(rng.integers(0, max(1, int(0.15 * f)) + 1))] = -np.inf
+        out[i] = np.maximum(w - w.max(), floor)
+    return out
+
+
+def noise_windows(source: str, features, limit: int = 512, seed: int = 0) -> np.ndarray:
+    """Feature windows (n, bands, frames) of background recordings, for `recorder_response`.
+
+    `source` is a challenge folder (train.csv: its noise clips are taken) or any folder of audio files
+    (all of them; they must hold no call the model learns). Each file gives its first window (a
+    shorter file is mirrored to a window's length); at most `limit` files, drawn at random."""
+    from pathlib import Path
+
+    from .audio import load
+    from .errors import DatasetError
+    from .windows import mirror_pad
+
+    root = Path(source)
+    if (root / "train.csv").is_file():
+        from .datasets.kaggle import POSITIVE, load_kaggle
+
+        paths = [r.path for r in load_kaggle(root) if r.label != POSITIVE]
+    elif root.is_dir():
+        from .datasets.folders import AUDIO_SUFFIXES
+
+        paths = sorted(str(q) for q in root.rglob("*") if q.suffix.lower() in AUDIO_SUFFIXES)
+    else:
+        raise DatasetError(f"{source}: not a folder of noise recordings")
+    if not paths:
+        raise DatasetError(f"{source}: no noise recordings found")
+    rng = np.random.default_rng(seed)
+    pick = sorted(rng.choice(len(paths), size=min(limit, len(paths)), replace=False))
+    n = int(round(features.window_s * features.sr))
+    wins = []
+    for j in pick:
+        y, _ = load(paths[j], sr=features.sr, duration_s=features.window_s)
+        if len(y) < n:
+            y = mirror_pad(y, n, 0)
+        wins.append(features.compute(y[:n], features.sr))
+    return np.stack(wins).astype(np.float32)

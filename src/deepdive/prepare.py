@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import scipy.fft  # noqa: F401  (the fast FFT from the first frame: see features.spectrogram)
 
 from . import audio
 from .augment import BackgroundMix, random_noise_and_gain, time_shift

@@ -44,6 +44,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import scipy.fft  # noqa: F401  (the fast FFT from the first frame: see features.spectrogram)
 
 from . import audio
 from .bundle import Bundle, cpu_threads, resolve

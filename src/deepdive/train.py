@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .augment import noise_windows, recorder_response
 from .features import from_dict as features_from_dict
 from .models import build, freeze_backbone, load_matching
 from .prepare import store_features
@@ -38,6 +39,8 @@ class TrainConfig:
     spec_augment: bool = True
     mixup: float = 0.4
     band_cut: float = 0.0  # probability of cutting a training window's top bands (see _spec_augment)
+    recorder: float = 0.0  # probability that a training window is heard through a random recorder (augment.recorder_response)
+    noise: str = ""  # with recorder > 0: a folder of background recordings mixed under some of those windows
     threads: int = 0
     model_options: dict = field(default_factory=dict)  # e.g. {"width": 0.25} for xception
     init: str = ""  # transfer learning: a bundle folder with model.pt, or a .pt state dict
@@ -81,6 +84,21 @@ def _spec_augment(x: torch.Tensor, gen: torch.Generator, band_cut: float = 0.0) 
         t0 = int(torch.randint(0, t - tw + 1, (1,), generator=gen))
         x[i, :, t0 : t0 + tw] = floor[i]
     return x
+
+
+def _recorder_setup(store: FeatureStore, cfg: TrainConfig) -> dict | None:
+    """The keyword arguments of `recorder_response` for this store (None: no recorder augmentation)."""
+    if not cfg.recorder:
+        return None
+    if not 0.0 < cfg.recorder <= 1.0:
+        from .errors import DeepdiveError
+
+        raise DeepdiveError(f"recorder augmentation {cfg.recorder}: give a probability from 0 to 1")
+    feats = features_from_dict(store_features(store.config["prepare"]))
+    if feats.kind == "birdnet" or not hasattr(feats, "top_db"):
+        return None  # not a dB spectrogram
+    noise = noise_windows(cfg.noise, feats, seed=cfg.seed) if cfg.noise else None
+    return {"top_db": feats.top_db, "noise": noise}
 
 
 def _evaluate(model: nn.Module, store: FeatureStore, idx: list[int], y: np.ndarray, loss_fn, bs: int) -> tuple[float, float]:
@@ -249,6 +267,7 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.15)
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
+    recorder = _recorder_setup(store, cfg)
 
     history: list[dict] = []
     best = (float("inf"), -1)
@@ -269,7 +288,10 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
                 sel = order[b : b + cfg.batch_size]
                 if len(sel) < 2:
                     continue
-                xb = torch.from_numpy(store.batch([tr[i] for i in sel]))
+                xb = store.batch([tr[i] for i in sel])
+                if recorder is not None and xb.ndim == 3:
+                    xb = recorder_response(xb, rng, cfg.recorder, **recorder)
+                xb = torch.from_numpy(xb)
                 yb = torch.from_numpy(y_tr[sel])
                 if cfg.spec_augment and xb.ndim == 3:  # a spectrogram (not an embedding vector)
                     xb = _spec_augment(xb, gen, cfg.band_cut)

@@ -236,6 +236,12 @@ def train(
     ensemble: Annotated[int, typer.Option(help="Train N models (other seeds) and ship their average")] = 1,
     band_cut: Annotated[float, typer.Option(
         help="Probability that a training window loses its top bands (as if recorded at a lower sample rate)")] = 0.0,
+    recorder: Annotated[float, typer.Option(
+        help="Probability that a training window is heard through a random recorder: frequency response, noise "
+             "floor, hum, band limits")] = 0.0,
+    noise: Annotated[Path | None, typer.Option(
+        help="With --recorder: a folder of background recordings (or a challenge folder: its noise clips) "
+             "mixed under some of those windows")] = None,
     threshold_folds: Annotated[int | None, typer.Option(
         help="Detectors: pick the threshold on out-of-fold scores of the training tapes, K folds (default 4; "
              "0 uses the validation split)")] = None,
@@ -268,7 +274,8 @@ def train(
         recall = (0.9 if detector else 0.0) if threshold_recall is None else threshold_recall
         run(store, out, TrainConfig(model=name, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
                                     model_options=options, init=str(init) if init else "", freeze_backbone=freeze_backbone,
-                                    ensemble=ensemble, band_cut=band_cut, threshold_folds=folds, threshold_recall=recall))
+                                    ensemble=ensemble, band_cut=band_cut, recorder=recorder, noise=str(noise) if noise else "",
+                                    threshold_folds=folds, threshold_recall=recall))
     except DeepdiveError as exc:
         fail(str(exc))
         raise typer.Exit(1) from None

@@ -11,7 +11,9 @@ the spectrogram at four scales, and global mean+max pooling over time and freque
 decision independent of where in the window a call falls. With narrow widths (16, 32, 48, 64) it is the
 default right-whale detector (`detector-cnn`): band centring is the per-frequency whitening that the
 challenge's best entries applied to their spectrograms; `contrast=True` adds their contrast enhancement
-as a third channel (bands whitened over time, then frames centred over the bands).
+as a third channel (bands whitened over time, then frames centred over the bands). `level=False`
+drops the absolute-level channel, so the network sees only the band-centred spectrogram: a
+recorder's frequency response (a constant per band in dB) cannot reach it at all.
 """
 
 from __future__ import annotations
@@ -63,11 +65,11 @@ class _Block(nn.Module):
 
 class DeepdiveResNet(nn.Module):
     def __init__(self, n_classes: int, input_shape: tuple[int, int], widths=(32, 64, 96, 128), dropout: float = 0.3,
-                 stem_pool: bool = False, contrast: bool = False) -> None:
+                 stem_pool: bool = False, contrast: bool = False, level: bool = True) -> None:
         super().__init__()
-        self.contrast = contrast
+        self.contrast, self.level = contrast, level
         # a strided stem halves both axes at once: four times less work in the widest block
-        stem = [nn.Conv2d(3 if contrast else 2, widths[0], 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(widths[0]),
+        stem = [nn.Conv2d(1 + int(contrast) + int(level), widths[0], 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(widths[0]),
                 nn.ReLU()]
         if stem_pool:  # deepdive-resnet-fast: a max pool after it, a quarter of the positions again
             stem.append(nn.MaxPool2d(2))
@@ -94,8 +96,9 @@ class DeepdiveResNet(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         x = x.unsqueeze(1)
         centred = (x - x.mean(dim=3, keepdim=True)) / DB_SCALE * 2  # per band, over time
-        level = (x + 40.0) / DB_SCALE  # absolute level relative to the window's peak
-        channels = [centred, level]
+        channels = [centred]
+        if self.level:  # absolute level relative to the window's peak (which also carries the recorder's colouring)
+            channels.append((x + 40.0) / DB_SCALE)
         if self.contrast:
             # contrast enhancement as in the challenge's winning entry: each band whitened over time,
             # then each frame centred over the bands (a broadband click or a level change cancels)
