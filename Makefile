@@ -62,7 +62,7 @@ bundle: $(VENV)/.installed-dev
 	$(BIN)/deepdive quantize runs/species-model runs/watkins-store
 	rm -rf src/deepdive/bundled/species && mkdir -p src/deepdive/bundled/species
 	cp runs/species-model/model.onnx runs/species-model/model.int8.onnx runs/species-model/card.json runs/species-model/model.pt \
-		src/deepdive/bundled/species/
+		runs/species-model/novelty.npz src/deepdive/bundled/species/
 
 # The BirdNET species model (`--model species-birdnet`): a linear head over BirdNET embeddings of the
 # same Watkins cuts (about 15 minutes on 2 cores). Only the head (0.5 MB) is bundled: BirdNET itself
