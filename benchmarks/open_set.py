@@ -13,6 +13,14 @@ share of known recordings flagged (aim: at most 10%) and of others flagged (aim:
 kind and per species; beside it the softmax's top probability as a baseline score (1 - max p).
 
     .venv/bin/python benchmarks/open_set.py [--model DIR] [--buoy-clips 300] [--seed 0]
+
+Leave species out (`--leave-out K`): for a model that knows every species of the folder there is no
+unknown species left, so K models (`--train-model`, default deepdive-resnet-fast) are trained, each
+without one of K groups of species dealt at random, with its own novelty fit and threshold; each is
+scored on its known test recordings, its held-out species, a K-th of the buoy clips and the synthetic
+noise, and the tables pool them. Models go to --out and are reused when there.
+
+    .venv/bin/python benchmarks/open_set.py --leave-out 5 [--train-model deepdive-resnet-fast]
 """
 
 from __future__ import annotations
@@ -44,67 +52,115 @@ def noises(rng: np.random.Generator, n: int = 20):
         yield "near-silence", 1e-5 * rng.standard_normal(k), sr
 
 
-def main() -> int:
-    from deepdive.bundle import resolve
-    from deepdive.datasets import load_datasets
+def species_groups(labels: list[str], k: int, seed: int) -> list[list[str]]:
+    """The species dealt into k groups at random (seeded), each held out of one model's training."""
+    order = [labels[i] for i in np.random.default_rng(seed).permutation(len(labels))]
+    return [sorted(order[i::k]) for i in range(k)]
+
+
+def report(rows: list[tuple]) -> None:
+    """Print the tables. rows: (kind, name, novelty, 1 - top probability, flagged)."""
     from deepdive.evaluate import roc_auc
-    from deepdive.predict import classify
-    from deepdive.prepare import split_by_encounter
-
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--buoy-clips", type=int, default=300)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    bundle = resolve(args.model, "species")
-    if bundle.novelty is None:
-        print(f"{bundle.path}: no novelty fit (train it with a validation split)", file=sys.stderr)
-        return 1
-    threshold = bundle.novelty.threshold
-    rng = np.random.default_rng(args.seed)
-    recs = load_datasets("watkins", [str(SHARED / "watkins")])
-    known = set(bundle.labels)
-    mine = [r for r in recs if r.label in known]
-    prep = bundle.card["prepare"]
-    assign, _ = split_by_encounter(mine, prep["val_frac"], prep["test_frac"], prep["seed"], prep["fallback_split"])
-    rows = []  # (kind, name, novelty, 1 - top probability)
-
-    def score(kind, name, source, sr=None):
-        r = classify(source, sr=sr, model=bundle)
-        rows.append((kind, name, r.novelty, 1.0 - r[0]["probability"]))
-
-    for r in mine:
-        if assign[r.key] == "test":
-            score("known", r.label, r.path)
-    for r in recs:
-        if r.label not in known:
-            score("unknown species", r.label, r.path)
-    buoys = SHARED / "rightwhalecalls"
-    if (buoys / "train.csv").is_file():
-        noise = [x["clip_name"] for x in csv.DictReader(open(buoys / "train.csv")) if x["label"] == "0"]
-        for clip in rng.choice(noise, min(args.buoy_clips, len(noise)), replace=False):
-            score("buoy noise", "buoy noise", buoys / "train" / clip)
-    for name, y, sr in noises(rng):
-        score("synthetic noise", name, y.astype(np.float32), sr)
 
     nov = np.array([r[2] for r in rows])
     msp = np.array([r[3] for r in rows])
+    flagged = np.array([r[4] for r in rows])
     is_known = np.array([r[0] == "known" for r in rows])
     kinds = [k for k in dict.fromkeys(r[0] for r in rows) if k != "known"]
-    print(f"`{bundle.path.name}`: {is_known.sum()} known test recordings; novelty threshold {threshold:g} (card)\n")
     print("| others | recordings | novelty AUROC | 1 - top probability AUROC | flagged at the threshold |")
     print("|---|---:|---:|---:|---:|")
     for k in [*kinds, "all others"]:
         mask = ~is_known if k == "all others" else np.array([r[0] == k for r in rows])
         y = np.r_[np.zeros(is_known.sum()), np.ones(mask.sum())]
         print(f"| {k} | {mask.sum()} | {roc_auc(y, np.r_[nov[is_known], nov[mask]]):.3f} | "
-              f"{roc_auc(y, np.r_[msp[is_known], msp[mask]]):.3f} | {(nov[mask] > threshold).mean():.2f} |")
-    print(f"\nKnown test recordings flagged (none of these): {(nov[is_known] > threshold).mean():.2f}\n")
+              f"{roc_auc(y, np.r_[msp[is_known], msp[mask]]):.3f} | {flagged[mask].mean():.2f} |")
+    print(f"\nKnown test recordings flagged (none of these): {flagged[is_known].mean():.2f}\n")
     print("| kind | name | recordings | flagged | median novelty |")
     print("|---|---|---:|---:|---:|")
     for kind, name in dict.fromkeys((r[0], r[1]) for r in rows):
-        v = np.array([r[2] for r in rows if (r[0], r[1]) == (kind, name)])
-        print(f"| {kind} | {name} | {len(v)} | {(v > threshold).mean():.2f} | {np.median(v):.2f} |")
+        sel = [r for r in rows if (r[0], r[1]) == (kind, name)]
+        print(f"| {kind} | {name} | {len(sel)} | {np.mean([r[4] for r in sel]):.2f} | {np.median([r[2] for r in sel]):.2f} |")
+
+
+def score_all(bundle, recs, unknown: set[str], rng, buoy_clips: int) -> list[tuple]:
+    """Rows for one model: its known test recordings (the card's split), every recording of the
+    species in `unknown`, buoy noise clips and synthetic noise."""
+    from deepdive.predict import classify
+    from deepdive.prepare import split_by_encounter
+
+    threshold = bundle.novelty.threshold
+    known = set(bundle.labels)
+    mine = [r for r in recs if r.label in known]
+    prep = bundle.card["prepare"]
+    assign, _ = split_by_encounter(mine, prep["val_frac"], prep["test_frac"], prep["seed"], prep["fallback_split"])
+    rows = []
+
+    def score(kind, name, source, sr=None):
+        r = classify(source, sr=sr, model=bundle)
+        rows.append((kind, name, r.novelty, 1.0 - r[0]["probability"], r.novelty > threshold))
+
+    for r in mine:
+        if assign[r.key] == "test":
+            score("known", r.label, r.path)
+    for r in recs:
+        if r.label in unknown:
+            score("unknown species", r.label, r.path)
+    buoys = SHARED / "rightwhalecalls"
+    if (buoys / "train.csv").is_file():
+        noise = [x["clip_name"] for x in csv.DictReader(open(buoys / "train.csv")) if x["label"] == "0"]
+        for clip in rng.choice(noise, min(buoy_clips, len(noise)), replace=False):
+            score("buoy noise", "buoy noise", buoys / "train" / clip)
+    for name, y, sr in noises(rng):
+        score("synthetic noise", name, y.astype(np.float32), sr)
+    return rows
+
+
+def main() -> int:
+    from deepdive.bundle import Bundle, resolve
+    from deepdive.datasets import load_datasets
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--buoy-clips", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--leave-out", type=int, default=0, metavar="K",
+                    help="train K models, each without one of K groups of species, and score those species as unknown")
+    ap.add_argument("--train-model", default="deepdive-resnet-fast", help="with --leave-out: the network trained")
+    ap.add_argument("--out", default=str(ROOT / "runs" / "open-set"), help="with --leave-out: stores and models")
+    args = ap.parse_args()
+    rng = np.random.default_rng(args.seed)
+    recs = load_datasets("watkins", [str(SHARED / "watkins")])
+    if args.leave_out:
+        from deepdive.features import MelConfig
+        from deepdive.prepare import PrepareConfig, prepare
+        from deepdive.train import TrainConfig, train
+
+        groups = species_groups(sorted({r.label for r in recs}), args.leave_out, args.seed)
+        rows = []
+        for i, held in enumerate(groups):
+            work = Path(args.out) / f"{args.train_model}-group{i}of{len(groups)}"
+            model = work / "model"
+            if not (model / "card.json").is_file():
+                known = [r for r in recs if r.label not in held]
+                prepare(known, work / "store", PrepareConfig(features=MelConfig(), pad="zeros", balance=True, seed=0),
+                        source={"kind": "watkins", "path": str(SHARED / "watkins")})
+                train(work / "store", model, TrainConfig(model=args.train_model), progress=False)
+            bundle = Bundle.load(model)
+            print(f"group {i}: held out {', '.join(held)}; threshold {bundle.novelty.threshold:g}", file=sys.stderr, flush=True)
+            rows += score_all(bundle, recs, set(held), rng, args.buoy_clips // len(groups))
+        print(f"`{args.train_model}`, {len(groups)} models, each trained without one group of species "
+              f"(novelty thresholds from each card)\n")
+        report(rows)
+        return 0
+    bundle = resolve(args.model, "species")
+    if bundle.novelty is None:
+        print(f"{bundle.path}: no novelty fit (train it with a validation split)", file=sys.stderr)
+        return 1
+    known = set(bundle.labels)
+    rows = score_all(bundle, recs, {r.label for r in recs if r.label not in known}, rng, args.buoy_clips)
+    print(f"`{bundle.path.name}`: {sum(r[0] == 'known' for r in rows)} known test recordings; "
+          f"novelty threshold {bundle.novelty.threshold:g} (card)\n")
+    report(rows)
     return 0
 
 
