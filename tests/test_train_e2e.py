@@ -198,3 +198,6 @@ def test_training_through_random_recorders_over_real_background(synth_store, syn
     res = CliRunner().invoke(app, ["train", str(synth_store), "--out", str(tmp_path / "bad"), "--recorder", "1.5",
                                    "--epochs", "1"])
     assert res.exit_code == 1 and "recorder augmentation 1.5" in res.output
+    res = CliRunner().invoke(app, ["train", str(synth_store), "--out", str(tmp_path / "bad2"), "--model", "deepdive-cnn",
+                                   "--centred-only", "--epochs", "1"])
+    assert res.exit_code == 1 and "bad option" in res.output  # the published CNN has no level channel to drop

@@ -242,6 +242,9 @@ def train(
     noise: Annotated[Path | None, typer.Option(
         help="With --recorder: a folder of background recordings (or a challenge folder: its noise clips) "
              "mixed under some of those windows")] = None,
+    centred_only: Annotated[bool, typer.Option(
+        help="deepdive-resnet, detector-cnn: the network sees only each band relative to its mean over the window "
+             "(a recorder's frequency response cancels), not its absolute level")] = False,
     threshold_folds: Annotated[int | None, typer.Option(
         help="Detectors: pick the threshold on out-of-fold scores of the training tapes, K folds (default 4; "
              "0 uses the validation split)")] = None,
@@ -268,6 +271,8 @@ def train(
             options["width"] = width
         if pretrained is not None:
             options["pretrained"] = str(pretrained)
+        if centred_only:
+            options["level"] = False
         name = model or ("detector-cnn" if task == "detection" else "embedding-linear" if embedding else "deepdive-resnet")
         detector = task == "detection"
         folds = (4 if detector else 0) if threshold_folds is None else threshold_folds

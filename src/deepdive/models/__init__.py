@@ -32,7 +32,7 @@ def build(name: str, n_classes: int, input_shape: tuple[int, int], **options):
     from .xception import Xception
 
     builders = {
-        "deepdive-cnn": lambda: DeepDiveCNN(n_classes, input_shape),
+        "deepdive-cnn": lambda: DeepDiveCNN(n_classes, input_shape, **options),
         "deepdive-resnet": lambda: DeepdiveResNet(n_classes, input_shape, **options),
         "deepdive-resnet-fast": lambda: DeepdiveResNet(n_classes, input_shape, **{"stem_pool": True, **options}),
         "detector-cnn": lambda: DeepdiveResNet(n_classes, input_shape, **{"widths": (16, 32, 48, 64), **options}),
