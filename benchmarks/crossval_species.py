@@ -17,11 +17,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from _recipe import add_flags, train_config
+
 from deepdive.crossval import crossval_species
 from deepdive.datasets import load_dataset
 from deepdive.features import MelConfig
 from deepdive.prepare import PrepareConfig
-from deepdive.train import TrainConfig
 
 
 def main() -> int:
@@ -30,8 +31,7 @@ def main() -> int:
     ap.add_argument("--models", nargs="+", default=["deepdive-resnet-fast", "deepdive-resnet"])
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--band-cut", type=float, default=0.0)
-    ap.add_argument("--recorder", type=float, default=0.0, help="train --recorder: random recorder augmentation")
-    ap.add_argument("--noise", default="", help="train --noise: background recordings for --recorder")
+    add_flags(ap)
     ap.add_argument("--out", default="runs/cv-species")
     args = ap.parse_args()
     recs = load_dataset("watkins", args.data)
@@ -41,9 +41,9 @@ def main() -> int:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in args.models:
         t = time.perf_counter()
-        tag = (name + (f"-bc{args.band_cut:g}" if args.band_cut else "") + (f"-rec{args.recorder:g}" if args.recorder else "")
-               + ("-noise" if args.noise else ""))
-        tcfg = replace(TrainConfig(model=name), band_cut=args.band_cut, recorder=args.recorder, noise=args.noise)
+        tcfg, tag = train_config(name, args)
+        tcfg = replace(tcfg, band_cut=args.band_cut)
+        tag += f"-bc{args.band_cut:g}" if args.band_cut else ""
         cv = crossval_species(recs, out / tag, prep, tcfg, k=args.k, resume=True,
                               progress=lambda i, k, f: print(f"  fold {i}/{k}: {f}", flush=True))
         (out / f"{tag}.json").write_text(json.dumps(cv, indent=1))

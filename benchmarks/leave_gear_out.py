@@ -12,7 +12,7 @@ cross-validation; per system; per species. The runs go to --out as JSON (`--reus
 About 13 trainings: roughly two hours for deepdive-resnet on 2 cores.
 
     .venv/bin/python benchmarks/leave_gear_out.py [--model deepdive-resnet] [--data ../shared/data/watkins] [--reuse]
-        [--recorder 0.5 --noise ../shared/data/rightwhalecalls] [--centred-only]
+        [--recorder 0.5 --noise ../shared/data/rightwhalecalls] [--centred-only] [--outliers DIR]
 """
 
 from __future__ import annotations
@@ -34,30 +34,26 @@ def topk(probs: dict[str, list[float]], truth: dict[str, int], keys: list[str]) 
 
 
 def main() -> int:
+    from _recipe import add_flags, train_config
+
     from deepdive.crossval import crossval_species, gear_folds
     from deepdive.datasets import load_dataset
     from deepdive.datasets.watkins import recording_system
     from deepdive.features import MelConfig
     from deepdive.prepare import PrepareConfig
-    from deepdive.train import TrainConfig
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "watkins"))
     ap.add_argument("--model", default="deepdive-resnet")
     ap.add_argument("--out", default=str(ROOT / "runs" / "leave-gear-out"))
     ap.add_argument("--reuse", action="store_true")
-    ap.add_argument("--recorder", type=float, default=0.0, help="train --recorder: random recorder augmentation")
-    ap.add_argument("--noise", default="", help="train --noise: background recordings for --recorder")
-    ap.add_argument("--centred-only", action="store_true", help="the network sees only the band-centred spectrogram (level=False)")
+    add_flags(ap)
     args = ap.parse_args()
     recs = load_dataset("watkins", args.data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     prep = PrepareConfig(features=MelConfig(), pad="zeros", balance=True, seed=0)  # as `deepdive prepare watkins`
-    tcfg = TrainConfig(model=args.model, recorder=args.recorder, noise=args.noise,
-                       model_options={"level": False} if args.centred_only else {})
-    tag = (args.model + (f"-rec{args.recorder:g}" if args.recorder else "") + ("-noise" if args.noise else "")
-           + ("-centred" if args.centred_only else ""))
+    tcfg, tag = train_config(args.model, args)
     systems, assignments, levels = gear_folds(recs, lambda r: recording_system(r.gear))
 
     def run(name, **kw):

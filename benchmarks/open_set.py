@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _recipe import add_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -82,6 +83,19 @@ def report(rows: list[tuple]) -> None:
         print(f"| {kind} | {name} | {len(sel)} | {np.mean([r[4] for r in sel]):.2f} | {np.median([r[2] for r in sel]):.2f} |")
 
 
+def trained_on_noise(bundle) -> set[str]:
+    """The noise recordings the model's training heard (under its windows, `--noise`, or as outliers,
+    `--outliers`): the benchmark's buoy noise leaves them out."""
+    from deepdive.augment import noise_paths
+
+    training = bundle.card.get("training", {})
+    heard: set[str] = set()
+    for key in ("noise", "outliers"):
+        if training.get(key):
+            heard |= {str(Path(p)) for p in noise_paths(training[key], seed=training.get("seed", 0))}
+    return heard
+
+
 def score_all(bundle, recs, unknown: set[str], rng, buoy_clips: int) -> list[tuple]:
     """Rows for one model: its known test recordings (the card's split), every recording of the
     species in `unknown`, buoy noise clips and synthetic noise."""
@@ -107,7 +121,9 @@ def score_all(bundle, recs, unknown: set[str], rng, buoy_clips: int) -> list[tup
             score("unknown species", r.label, r.path)
     buoys = SHARED / "rightwhalecalls"
     if (buoys / "train.csv").is_file():
-        noise = [x["clip_name"] for x in csv.DictReader(open(buoys / "train.csv")) if x["label"] == "0"]
+        heard = trained_on_noise(bundle)
+        noise = [x["clip_name"] for x in csv.DictReader(open(buoys / "train.csv"))
+                 if x["label"] == "0" and str(buoys / "train" / x["clip_name"]) not in heard]
         for clip in rng.choice(noise, min(buoy_clips, len(noise)), replace=False):
             score("buoy noise", "buoy noise", buoys / "train" / clip)
     for name, y, sr in noises(rng):
@@ -127,28 +143,32 @@ def main() -> int:
                     help="train K models, each without one of K groups of species, and score those species as unknown")
     ap.add_argument("--train-model", default="deepdive-resnet-fast", help="with --leave-out: the network trained")
     ap.add_argument("--out", default=str(ROOT / "runs" / "open-set"), help="with --leave-out: stores and models")
+    add_flags(ap)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     recs = load_datasets("watkins", [str(SHARED / "watkins")])
     if args.leave_out:
+        from _recipe import train_config
+
         from deepdive.features import MelConfig
         from deepdive.prepare import PrepareConfig, prepare
-        from deepdive.train import TrainConfig, train
+        from deepdive.train import train
 
         groups = species_groups(sorted({r.label for r in recs}), args.leave_out, args.seed)
         rows = []
         for i, held in enumerate(groups):
-            work = Path(args.out) / f"{args.train_model}-group{i}of{len(groups)}"
+            tcfg, tag = train_config(args.train_model, args)
+            work = Path(args.out) / f"{tag}-group{i}of{len(groups)}"
             model = work / "model"
             if not (model / "card.json").is_file():
                 known = [r for r in recs if r.label not in held]
                 prepare(known, work / "store", PrepareConfig(features=MelConfig(), pad="zeros", balance=True, seed=0),
                         source={"kind": "watkins", "path": str(SHARED / "watkins")})
-                train(work / "store", model, TrainConfig(model=args.train_model), progress=False)
+                train(work / "store", model, tcfg, progress=False)
             bundle = Bundle.load(model)
             print(f"group {i}: held out {', '.join(held)}; threshold {bundle.novelty.threshold:g}", file=sys.stderr, flush=True)
             rows += score_all(bundle, recs, set(held), rng, args.buoy_clips // len(groups))
-        print(f"`{args.train_model}`, {len(groups)} models, each trained without one group of species "
+        print(f"`{tag}`, {len(groups)} models, each trained without one group of species "
               f"(novelty thresholds from each card)\n")
         report(rows)
         return 0

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -201,3 +202,26 @@ def test_training_through_random_recorders_over_real_background(synth_store, syn
     res = CliRunner().invoke(app, ["train", str(synth_store), "--out", str(tmp_path / "bad2"), "--model", "deepdive-cnn",
                                    "--centred-only", "--epochs", "1"])
     assert res.exit_code == 1 and "bad option" in res.output  # the published CNN has no level channel to drop
+
+
+def test_outlier_exposure_spreads_the_probabilities_of_noise(synth_store, synth_kaggle, tmp_path):
+    """`outliers`: windows of none of the classes, trained towards even probabilities. On the noise
+    clips of a challenge folder (which it was exposed to), the model trained with them is less sure
+    of any class than the same recipe without."""
+    from deepdive.augment import noise_paths
+    from deepdive.bundle import Bundle
+    from deepdive.train import TrainConfig, train
+
+    base = TrainConfig(model="deepdive-resnet", epochs=8, patience=8, lr=3e-3, seed=0)
+    plain = train(synth_store, tmp_path / "plain", base, progress=False)
+    exposed = train(synth_store, tmp_path / "exposed", replace(base, outliers=str(synth_kaggle), outlier_weight=1.0),
+                    progress=False)
+    card = json.loads((exposed / "card.json").read_text())
+    assert card["training"]["outliers"] == str(synth_kaggle)
+    clips = noise_paths(str(synth_kaggle), limit=20)
+
+    def top(model):
+        b = Bundle.load(model)
+        return float(np.mean([classify(c, model=b)[0]["probability"] for c in clips]))
+
+    assert top(exposed) < top(plain) - 0.1

@@ -162,17 +162,12 @@ def recorder_response(
     return out
 
 
-def noise_windows(source: str, features, limit: int = 512, seed: int = 0) -> np.ndarray:
-    """Feature windows (n, bands, frames) of background recordings, for `recorder_response`.
-
-    `source` is a challenge folder (train.csv: its noise clips are taken) or any folder of audio files
-    (all of them; they must hold no call the model learns). Each file gives its first window (a
-    shorter file is mirrored to a window's length); at most `limit` files, drawn at random."""
+def noise_paths(source: str, limit: int = 512, seed: int = 0) -> list[str]:
+    """The background recordings that training takes from `source` (see `noise_windows`): at most
+    `limit` files drawn at random (seeded), so a benchmark can leave exactly these out."""
     from pathlib import Path
 
-    from .audio import load
     from .errors import DatasetError
-    from .windows import mirror_pad
 
     root = Path(source)
     if (root / "train.csv").is_file():
@@ -188,12 +183,28 @@ def noise_windows(source: str, features, limit: int = 512, seed: int = 0) -> np.
     if not paths:
         raise DatasetError(f"{source}: no noise recordings found")
     rng = np.random.default_rng(seed)
-    pick = sorted(rng.choice(len(paths), size=min(limit, len(paths)), replace=False))
+    return [paths[j] for j in sorted(rng.choice(len(paths), size=min(limit, len(paths)), replace=False))]
+
+
+def noise_windows(source: str, features, limit: int = 512, seed: int = 0, pad: str = "mirror") -> np.ndarray:
+    """Feature windows (n, bands, frames) of background recordings, for `recorder_response` and for
+    outlier exposure in training.
+
+    `source` is a challenge folder (train.csv: its noise clips are taken) or any folder of audio files
+    (all of them; they must hold no call the model learns). Each file gives its first window; a
+    shorter file is mirrored to a window's length (`pad` "mirror": background to mix under a window)
+    or placed at random in it as a store pads its short recordings (`pad` "zeros" or "noise", as the
+    store's preparation says: an outlier window as the model will meet it). At most `limit` files,
+    drawn at random (`noise_paths`)."""
+    from .audio import load
+    from .windows import mirror_pad, random_pad
+
     n = int(round(features.window_s * features.sr))
+    rng = np.random.default_rng(seed)
     wins = []
-    for j in pick:
-        y, _ = load(paths[j], sr=features.sr, duration_s=features.window_s)
+    for path in noise_paths(source, limit, seed):
+        y, _ = load(path, sr=features.sr, duration_s=features.window_s)
         if len(y) < n:
-            y = mirror_pad(y, n, 0)
+            y = mirror_pad(y, n, 0) if pad == "mirror" else random_pad(y, n, rng, pad)[0]
         wins.append(features.compute(y[:n], features.sr))
     return np.stack(wins).astype(np.float32)

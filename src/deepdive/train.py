@@ -41,6 +41,9 @@ class TrainConfig:
     band_cut: float = 0.0  # probability of cutting a training window's top bands (see _spec_augment)
     recorder: float = 0.0  # probability that a training window is heard through a random recorder (augment.recorder_response)
     noise: str = ""  # with recorder > 0: a folder of background recordings mixed under some of those windows
+    outliers: str = ""  # outlier exposure: a folder of recordings of none of the classes (see _outlier_bank)
+    outlier_weight: float = 0.5  # the weight of their loss (cross-entropy to the uniform distribution)
+    outlier_share: float = 0.25  # outlier windows per batch, as a share of the batch size
     threads: int = 0
     model_options: dict = field(default_factory=dict)  # e.g. {"width": 0.25} for xception
     init: str = ""  # transfer learning: a bundle folder with model.pt, or a .pt state dict
@@ -99,6 +102,27 @@ def _recorder_setup(store: FeatureStore, cfg: TrainConfig) -> dict | None:
         return None  # not a dB spectrogram
     noise = noise_windows(cfg.noise, feats, seed=cfg.seed) if cfg.noise else None
     return {"top_db": feats.top_db, "noise": noise}
+
+
+def _outlier_bank(store: FeatureStore, cfg: TrainConfig) -> np.ndarray | None:
+    """Outlier exposure (Hendrycks et al., 2019): feature windows of recordings that hold none of the
+    classes (for the species models, ocean noise without a call), added to every batch with the
+    uniform distribution as their target, so that a model meeting plain noise spreads its
+    probabilities instead of naming a species, and its embedding of noise moves away from every
+    species' (which `novelty` measures). None without `cfg.outliers`."""
+    if not cfg.outliers:
+        return None
+    feats = features_from_dict(store_features(store.config["prepare"]))
+    if feats.kind == "birdnet" or not hasattr(feats, "top_db"):
+        from .errors import DeepdiveError
+
+        raise DeepdiveError("outliers: only for models of spectrogram features")
+    if not 0 < cfg.outlier_share <= 1 or cfg.outlier_weight < 0:
+        from .errors import DeepdiveError
+
+        raise DeepdiveError("outliers: the share per batch must be in (0, 1] and the weight not negative")
+    pad = store.config["prepare"].get("pad", "zeros")  # short outlier clips padded as the store pads its own
+    return noise_windows(cfg.outliers, feats, seed=cfg.seed, pad=pad)
 
 
 def _evaluate(model: nn.Module, store: FeatureStore, idx: list[int], y: np.ndarray, loss_fn, bs: int) -> tuple[float, float]:
@@ -268,6 +292,8 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     recorder = _recorder_setup(store, cfg)
+    outliers = _outlier_bank(store, cfg)
+    n_out = max(1, int(round(cfg.outlier_share * cfg.batch_size))) if outliers is not None else 0
 
     history: list[dict] = []
     best = (float("inf"), -1)
@@ -298,11 +324,25 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
                 if cfg.mixup > 0:
                     lam = float(rng.beta(cfg.mixup, cfg.mixup))
                     perm = torch.randperm(len(yb), generator=gen)
-                    logits = model(lam * xb + (1 - lam) * xb[perm])
-                    loss = lam * loss_fn(logits, yb) + (1 - lam) * loss_fn(logits, yb[perm])
+                    xb = lam * xb + (1 - lam) * xb[perm]
+                if n_out:  # outlier windows, rolled in time and heard through random recorders like the rest
+                    xo = outliers[rng.integers(len(outliers), size=n_out)]
+                    xo = np.stack([np.roll(w, int(rng.integers(w.shape[1])), axis=1) for w in xo])
+                    if recorder is not None:
+                        xo = recorder_response(xo, rng, cfg.recorder, **recorder)
+                    xo = torch.from_numpy(xo)
+                    if cfg.spec_augment:
+                        xo = _spec_augment(xo, gen)
+                    both = model(torch.cat([xb, xo]))
+                    logits, out_logits = both[: len(yb)], both[len(yb) :]
                 else:
                     logits = model(xb)
+                if cfg.mixup > 0:
+                    loss = lam * loss_fn(logits, yb) + (1 - lam) * loss_fn(logits, yb[perm])
+                else:
                     loss = loss_fn(logits, yb)
+                if n_out:
+                    loss = loss - cfg.outlier_weight * torch.log_softmax(out_logits, dim=1).mean()
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

@@ -1,0 +1,25 @@
+"""The training-recipe flags the species benchmarks share: what `deepdive train` offers against
+learning the recorder (--recorder, --noise, --centred-only) or naming noise (--outliers), turned into
+a TrainConfig and a tag that names the runs' files."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_flags(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--recorder", type=float, default=0.0, help="train --recorder: random recorder augmentation")
+    ap.add_argument("--noise", default="", help="train --noise: background recordings for --recorder")
+    ap.add_argument("--centred-only", action="store_true", help="train --centred-only (level=False)")
+    ap.add_argument("--outliers", default="", help="train --outliers: outlier exposure to these recordings")
+
+
+def train_config(model: str, args: argparse.Namespace):
+    """(TrainConfig, tag) for `model` with the flags of `add_flags`."""
+    from deepdive.train import TrainConfig
+
+    cfg = TrainConfig(model=model, recorder=args.recorder, noise=args.noise, outliers=args.outliers,
+                      model_options={"level": False} if args.centred_only else {})
+    tag = (model + (f"-rec{args.recorder:g}" if args.recorder else "") + ("-noise" if args.noise else "")
+           + ("-centred" if args.centred_only else "") + ("-oe" if args.outliers else ""))
+    return cfg, tag
