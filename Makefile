@@ -53,16 +53,23 @@ test: $(VENV)/.installed-dev browser $(BIRDNET)
 	$(BIN)/ruff check src tests benchmarks
 	DEEPDIVE_BIRDNET_MODEL=$(if $(wildcard $(BIRDNET)),$(abspath $(BIRDNET))) $(BIN)/python -m pytest -q
 
-# Rebuild the bundled species model from $(WATKINS) (about 10 minutes on 2 cores for ../shared/data/watkins).
+BUOYS ?= ../shared/data/rightwhalecalls
+TAPES ?= ../shared/data/rightwhale2k
+
+# Rebuild the bundled species model from $(WATKINS). Against learning the recorder: every training
+# window may be heard through a random recorder, over the buoys' noise clips among others, and the
+# network sees each band only relative to its mean; against naming noise: outlier exposure to the
+# buoys' noise clips and to coloured noise. Cornell's licence travels with it (their noise clips).
 bundle: $(VENV)/.installed-dev
 	rm -rf runs/watkins-store runs/species-model
 	$(BIN)/deepdive prepare watkins $(WATKINS) --out runs/watkins-store
-	$(BIN)/deepdive train runs/watkins-store --model deepdive-resnet --out runs/species-model
+	$(BIN)/deepdive train runs/watkins-store --model deepdive-resnet --recorder 0.5 --noise $(BUOYS) \
+		--outliers $(BUOYS) --synthetic-outliers 256 --centred-only --out runs/species-model
 	$(BIN)/deepdive evaluate runs/species-model runs/watkins-store --split test --out runs/species-model/eval
 	$(BIN)/deepdive quantize runs/species-model runs/watkins-store
 	rm -rf src/deepdive/bundled/species && mkdir -p src/deepdive/bundled/species
 	cp runs/species-model/model.onnx runs/species-model/model.int8.onnx runs/species-model/card.json runs/species-model/model.pt \
-		runs/species-model/novelty.npz src/deepdive/bundled/species/
+		runs/species-model/novelty.npz $(BUOYS)/LICENSE-CORNELL.txt src/deepdive/bundled/species/
 
 # The BirdNET species model (`--model species-birdnet`): a linear head over BirdNET embeddings of the
 # same Watkins cuts (about 15 minutes on 2 cores). Only the head (0.5 MB) is bundled: BirdNET itself
@@ -78,8 +85,6 @@ bundle-birdnet: $(VENV)/.installed-dev $(BIRDNET)
 
 # Rebuild the bundled right-whale detector from the challenge's buoy clips and the clips cut from Watkins tapes
 # together (see the README for its time and figures). Cornell's licence travels with the bundle.
-BUOYS ?= ../shared/data/rightwhalecalls
-TAPES ?= ../shared/data/rightwhale2k
 detector: $(VENV)/.installed-dev
 	rm -rf runs/rightwhale-store runs/detector-model
 	$(BIN)/deepdive prepare kaggle $(BUOYS) $(TAPES) --out runs/rightwhale-store --val-frac 0 \

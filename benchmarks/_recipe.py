@@ -5,6 +5,7 @@ a TrainConfig and a tag that names the runs' files."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_flags(ap: argparse.ArgumentParser) -> None:
@@ -12,6 +13,7 @@ def add_flags(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--noise", default="", help="train --noise: background recordings for --recorder")
     ap.add_argument("--centred-only", action="store_true", help="train --centred-only (level=False)")
     ap.add_argument("--outliers", default="", help="train --outliers: outlier exposure to these recordings")
+    ap.add_argument("--synthetic-outliers", type=int, default=0, help="train --synthetic-outliers N")
 
 
 def train_config(model: str, args: argparse.Namespace):
@@ -19,7 +21,21 @@ def train_config(model: str, args: argparse.Namespace):
     from deepdive.train import TrainConfig
 
     cfg = TrainConfig(model=model, recorder=args.recorder, noise=args.noise, outliers=args.outliers,
+                      synthetic_outliers=args.synthetic_outliers,
                       model_options={"level": False} if args.centred_only else {})
     tag = (model + (f"-rec{args.recorder:g}" if args.recorder else "") + ("-noise" if args.noise else "")
-           + ("-centred" if args.centred_only else "") + ("-oe" if args.outliers else ""))
+           + ("-centred" if args.centred_only else "") + ("-oe" if args.outliers else "") + (f"-syn{args.synthetic_outliers}" if args.synthetic_outliers else ""))
     return cfg, tag
+
+
+def trained_on_noise(bundle) -> set[str]:
+    """The names of the noise recordings the model's training heard (under its windows, `--noise`, or
+    as outliers, `--outliers`): the benchmark's buoy noise leaves them out."""
+    from deepdive.augment import noise_paths
+
+    training = bundle.card.get("training", {})
+    heard: set[str] = set()
+    for key in ("noise", "outliers"):
+        if training.get(key):
+            heard |= {Path(p).name for p in noise_paths(training[key], seed=training.get("seed", 0))}
+    return heard

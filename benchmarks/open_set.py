@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _recipe import add_flags
+from _recipe import add_flags, trained_on_noise
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -83,19 +83,6 @@ def report(rows: list[tuple]) -> None:
         print(f"| {kind} | {name} | {len(sel)} | {np.mean([r[4] for r in sel]):.2f} | {np.median([r[2] for r in sel]):.2f} |")
 
 
-def trained_on_noise(bundle) -> set[str]:
-    """The noise recordings the model's training heard (under its windows, `--noise`, or as outliers,
-    `--outliers`): the benchmark's buoy noise leaves them out."""
-    from deepdive.augment import noise_paths
-
-    training = bundle.card.get("training", {})
-    heard: set[str] = set()
-    for key in ("noise", "outliers"):
-        if training.get(key):
-            heard |= {str(Path(p)) for p in noise_paths(training[key], seed=training.get("seed", 0))}
-    return heard
-
-
 def score_all(bundle, recs, unknown: set[str], rng, buoy_clips: int) -> list[tuple]:
     """Rows for one model: its known test recordings (the card's split), every recording of the
     species in `unknown`, buoy noise clips and synthetic noise."""
@@ -123,7 +110,7 @@ def score_all(bundle, recs, unknown: set[str], rng, buoy_clips: int) -> list[tup
     if (buoys / "train.csv").is_file():
         heard = trained_on_noise(bundle)
         noise = [x["clip_name"] for x in csv.DictReader(open(buoys / "train.csv"))
-                 if x["label"] == "0" and str(buoys / "train" / x["clip_name"]) not in heard]
+                 if x["label"] == "0" and x["clip_name"] not in heard]
         for clip in rng.choice(noise, min(buoy_clips, len(noise)), replace=False):
             score("buoy noise", "buoy noise", buoys / "train" / clip)
     for name, y, sr in noises(rng):

@@ -8,6 +8,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
+from deepdive.bundle import resolve
 from deepdive.cli import app
 
 runner = CliRunner()
@@ -32,7 +33,7 @@ def test_classify_json_with_a_bad_file(files):
     out = json.loads(res.stdout)
     assert [o["file"] for o in out] == [str(good), str(bad), str(good)]
     assert "ranking" in out[0] and "error" in out[1] and "ranking" in out[2]
-    assert len(out[0]["ranking"]) == 16
+    assert len(out[0]["ranking"]) == len(resolve(None, "species").labels)
     assert abs(sum(r["probability"] for r in out[0]["ranking"]) - 1) < 1e-5
     assert set(out[0]["ranking"][0]) == {"species", "scientific_name", "probability"}
     assert f"error: {bad}: " in res.stderr and "Traceback" not in res.stderr

@@ -47,6 +47,37 @@ def test_novelty_is_the_share_of_known_held_out_recordings_closer():
     assert w.shape == (10,) and w[5:].min() == 1.0 and w[:5].max() < 1.0
 
 
+def test_the_softmaxs_doubt_flags_what_sits_near_a_species_but_spreads_its_probabilities(tmp_path):
+    """A model trained with outlier exposure may embed noise close to a species yet give it even
+    probabilities: with validation probabilities, novelty is the percentile of the larger of the two
+    percentiles (distance, 1 - top probability), still keeping its share of known recordings."""
+    rng = np.random.default_rng(3)
+    x, y, centres = _clusters(rng)
+
+    def confident(k, n=5):
+        p = np.full((n, 3), 0.05)
+        p[:, k] = 0.9
+        return p + rng.uniform(0, 0.02, (n, 3))
+
+    held = [centres[k] + 0.3 * rng.standard_normal((5, x.shape[1])) for k in range(3) for _ in range(40)]
+    held_p = [confident(k) for k in range(3) for _ in range(40)]
+    model = fit(x, y, 3, held, keep=0.9, val_probs=held_p)
+    assert model.uses_doubt
+    known = np.array([model.recording(r, p) for r, p in zip(held, held_p, strict=True)])
+    assert np.mean(known <= 0.9) == pytest.approx(0.9, abs=0.03)
+    near_but_unsure = centres[0] + 0.3 * rng.standard_normal((5, x.shape[1]))
+    even = np.full((5, 3), 1 / 3)
+    assert model.recording(near_but_unsure) <= 0.9  # by distance alone it is known
+    assert model.recording(near_but_unsure, even) == 1.0  # the doubt says otherwise
+    w = model.windows(np.concatenate([near_but_unsure, held[0]]), np.concatenate([even, held_p[0]]))
+    assert w[:5].min() == 1.0 and w[5:].max() < 1.0
+    silent = np.full((2, x.shape[1]), np.nan)
+    assert model.recording(silent, confident(0, 2)) == 1.0  # no sound at all stays novelty 1
+    model.save(tmp_path / "d.npz")
+    back = Novelty.load(tmp_path / "d.npz")
+    assert back.uses_doubt and back.recording(near_but_unsure, even) == 1.0
+
+
 def test_a_class_without_training_windows_and_save_load(tmp_path):
     rng = np.random.default_rng(2)
     x, y, centres = _clusters(rng, classes=2)

@@ -218,6 +218,7 @@ def test_outlier_exposure_spreads_the_probabilities_of_noise(synth_store, synth_
                     progress=False)
     card = json.loads((exposed / "card.json").read_text())
     assert card["training"]["outliers"] == str(synth_kaggle)
+    assert "Training also heard noise recordings from" in card["data_terms"]  # their terms travel with the model
     clips = noise_paths(str(synth_kaggle), limit=20)
 
     def top(model):

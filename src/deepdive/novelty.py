@@ -43,6 +43,12 @@ class Novelty:
     window_ref: np.ndarray  # sorted quantiles of validation windows' distances
     threshold: float = DEFAULT_KEEP
     shrinkage: float = 0.0
+    # the softmax's doubt (1 - top probability), where the fit has it: its validation quantiles, and those
+    # of the combined score (the larger of the two percentiles), which `novelty` is then a percentile of
+    doubt_recording_ref: np.ndarray | None = None
+    doubt_window_ref: np.ndarray | None = None
+    combined_recording_ref: np.ndarray | None = None
+    combined_window_ref: np.ndarray | None = None
 
     def distances(self, emb: np.ndarray) -> np.ndarray:
         """Each window's squared Mahalanobis distance to the nearest species' mean, (n,)."""
@@ -59,13 +65,29 @@ class Novelty:
         """Share of the reference below each distance (0 to 1), interpolated between the quantiles."""
         return np.interp(dist, ref, np.linspace(0.0, 1.0, len(ref)), left=0.0, right=1.0)
 
-    def recording(self, emb: np.ndarray) -> float:
-        """Novelty of a recording from its windows' embeddings."""
-        return float(self._percentile(float(self.distances(emb).mean()), self.recording_ref))
+    @property
+    def uses_doubt(self) -> bool:
+        return self.combined_recording_ref is not None
 
-    def windows(self, emb: np.ndarray) -> np.ndarray:
+    def recording(self, emb: np.ndarray, probs: np.ndarray | None = None) -> float:
+        """Novelty of a recording from its windows' embeddings (and probabilities, for a fit that
+        also weighs the softmax's doubt)."""
+        distance = self._percentile(float(self.distances(emb).mean()), self.recording_ref)
+        if not self.uses_doubt or probs is None:
+            return float(distance)
+        silent = not np.isfinite(self.distances(emb)).all()
+        doubt = self._percentile(1.0 - float(np.asarray(probs).mean(axis=0).max()), self.doubt_recording_ref)
+        return 1.0 if silent else float(self._percentile(max(float(distance), float(doubt)), self.combined_recording_ref))
+
+    def windows(self, emb: np.ndarray, probs: np.ndarray | None = None) -> np.ndarray:
         """Novelty of each window."""
-        return self._percentile(self.distances(emb), self.window_ref)
+        dist = self.distances(emb)
+        distance = self._percentile(dist, self.window_ref)
+        if not self.uses_doubt or probs is None:
+            return distance
+        doubt = self._percentile(1.0 - np.asarray(probs).max(axis=1), self.doubt_window_ref)
+        out = self._percentile(np.maximum(distance, doubt), self.combined_window_ref)
+        return np.where(np.isfinite(dist), out, 1.0)
 
     def save(self, path: str | Path) -> None:
         import io
@@ -75,14 +97,19 @@ class Novelty:
         buf = io.BytesIO()
         np.savez(buf, means=self.means.astype(np.float32), precision=self.precision.astype(np.float32),
                  recording_ref=self.recording_ref, window_ref=self.window_ref, threshold=np.array(self.threshold),
-                 shrinkage=np.array(self.shrinkage))
+                 shrinkage=np.array(self.shrinkage),
+                 **({"doubt_recording_ref": self.doubt_recording_ref, "doubt_window_ref": self.doubt_window_ref,
+                     "combined_recording_ref": self.combined_recording_ref,
+                     "combined_window_ref": self.combined_window_ref} if self.uses_doubt else {}))
         atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
     def load(cls, path: str | Path) -> Novelty:
         z = np.load(path)
+        doubt = [z[k] if k in z.files else None for k in ("doubt_recording_ref", "doubt_window_ref",
+                                                          "combined_recording_ref", "combined_window_ref")]
         return cls(z["means"].astype(np.float64), z["precision"].astype(np.float64), z["recording_ref"],
-                   z["window_ref"], float(z["threshold"]), float(z["shrinkage"]))
+                   z["window_ref"], float(z["threshold"]), float(z["shrinkage"]), *doubt)
 
 
 def shrunk_covariance(x: np.ndarray) -> tuple[np.ndarray, float]:
@@ -101,10 +128,11 @@ def shrunk_covariance(x: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def fit(train_emb: np.ndarray, train_labels: np.ndarray, n_classes: int, val_emb: list[np.ndarray],
-        keep: float = DEFAULT_KEEP) -> Novelty:
+        keep: float = DEFAULT_KEEP, val_probs: list[np.ndarray] | None = None) -> Novelty:
     """Class means and shared covariance from training windows (`train_emb` (n, d), their class
     indices); the reference distances from validation recordings (a list of (windows, d) arrays).
-    `keep`: the novelty threshold, the share of validation recordings kept known."""
+    `keep`: the novelty threshold, the share of validation recordings kept known. With `val_probs`
+    (the same recordings' window probabilities), the softmax's doubt is weighed too."""
     train_emb = np.asarray(train_emb, dtype=np.float64)
     present = [c for c in range(n_classes) if np.any(train_labels == c)]  # a class without windows has no mean
     means = np.stack([train_emb[train_labels == c].mean(axis=0) for c in present])
@@ -115,6 +143,13 @@ def fit(train_emb: np.ndarray, train_labels: np.ndarray, n_classes: int, val_emb
     rec = np.array([model.distances(e).mean() for e in val_emb])
     win = np.concatenate([model.distances(e) for e in val_emb])
     model.recording_ref, model.window_ref = np.quantile(rec, q), np.quantile(win, q)
+    if val_probs is not None:
+        doubt_rec = np.array([1.0 - p.mean(axis=0).max() for p in val_probs])
+        doubt_win = np.concatenate([1.0 - p.max(axis=1) for p in val_probs])
+        model.doubt_recording_ref, model.doubt_window_ref = np.quantile(doubt_rec, q), np.quantile(doubt_win, q)
+        both_rec = np.maximum(model._percentile(rec, model.recording_ref), model._percentile(doubt_rec, model.doubt_recording_ref))
+        both_win = np.maximum(model._percentile(win, model.window_ref), model._percentile(doubt_win, model.doubt_window_ref))
+        model.combined_recording_ref, model.combined_window_ref = np.quantile(both_rec, q), np.quantile(both_win, q)
     return model
 
 
@@ -140,12 +175,25 @@ def fit_store(bundle, store, keep: float = DEFAULT_KEEP, max_windows: int = 2000
     for idx in by_rec.values():
         parts.append(va_emb[start : start + len(idx)])
         start += len(idx)
-    model = fit(emb, y, len(bundle.labels), parts, keep)
+    training = bundle.card.get("training", {})
+    doubt = bool(training.get("outliers") or training.get("synthetic_outliers"))
+    probs = None
+    if doubt:
+        va_probs = bundle.predict(np.concatenate([store.batch(idx) for idx in by_rec.values()]))
+        probs, start = [], 0
+        for idx in by_rec.values():
+            probs.append(va_probs[start : start + len(idx)])
+            start += len(idx)
+    model = fit(emb, y, len(bundle.labels), parts, keep, probs)
+    method = ("Mahalanobis distance of the window embeddings to the nearest species mean (shared covariance, "
+              f"Ledoit-Wolf shrinkage {model.shrinkage:.3f}); a recording's distance is its windows' mean")
+    if doubt:
+        method += ("; and the softmax's doubt (1 - top probability: trained with outlier exposure, the model spreads its "
+                   "probabilities over noise); the score is the larger of the two percentiles")
     summary = {
-        "method": "Mahalanobis distance of the window embeddings to the nearest species mean (shared covariance, "
-                  f"Ledoit-Wolf shrinkage {model.shrinkage:.3f}); a recording's distance is its windows' mean",
+        "method": method,
         "novelty": "share of the validation recordings (encounters never trained on, species it knows) closer to the "
-                   "known species",
+                   "known species" + (" (by the combined score)" if doubt else ""),
         "threshold": keep,
         "rule": f"known when novelty <= {keep:g}: keeps {keep:.0%} of the validation recordings known",
         "fitted_on": {"training_windows": len(tr), "validation_recordings": len(parts),

@@ -78,7 +78,7 @@ def _probabilities_and_novelty(source, bundle: Bundle, sr: int | None) -> tuple[
         embs.append(e)
     if not probs:
         raise AudioError(f"{source if isinstance(source, str | Path) else 'array input'}: too short to rank")
-    novelty = bundle.novelty.recording(np.concatenate(embs)) if bundle.novelty is not None else None
+    novelty = bundle.novelty.recording(np.concatenate(embs), np.concatenate(probs)) if bundle.novelty is not None else None
     return np.concatenate(probs), novelty
 
 

@@ -443,7 +443,7 @@ def window_scores_and_novelty(source, model=None, hop_s: float | None = None, sr
     elif with_novelty:
         def score(feats, threads=None):  # the probabilities and, in a last column, the window's novelty
             p, emb = bundle.predict_with_novelty(feats, threads=threads)
-            return np.hstack([p, bundle.novelty.windows(emb)[:, None].astype(p.dtype)])
+            return np.hstack([p, bundle.novelty.windows(emb, p)[:, None].astype(p.dtype)])
     else:
         score = bundle.predict
     starts, scores = [], []

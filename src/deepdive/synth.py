@@ -34,6 +34,15 @@ def ocean_noise(n: int, sr: int, rng: np.random.Generator, level: float = 0.02) 
     return (y + rng.standard_normal(n) * level * 0.1).astype(np.float32)
 
 
+def coloured_noise(n: int, sr: int, rng: np.random.Generator, slope_db_per_octave: float, level: float = 0.1) -> np.ndarray:
+    """Gaussian noise whose power spectrum falls (or rises) by `slope_db_per_octave` from 20 Hz up:
+    0 is white, -3 pink, -6 brown; scaled to `level` RMS."""
+    spec = rng.standard_normal(n // 2 + 1) + 1j * rng.standard_normal(n // 2 + 1)
+    f = np.maximum(np.fft.rfftfreq(n, 1 / sr), 20.0)
+    y = np.fft.irfft(spec * (f / 20.0) ** (slope_db_per_octave / 6.0206), n)
+    return (y / (np.std(y) + 1e-12) * level).astype(np.float32)
+
+
 def _sweep(t: np.ndarray, f0: float, f1: float, dur: float) -> np.ndarray:
     return 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * dur))
 

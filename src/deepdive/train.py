@@ -44,6 +44,7 @@ class TrainConfig:
     outliers: str = ""  # outlier exposure: a folder of recordings of none of the classes (see _outlier_bank)
     outlier_weight: float = 0.5  # the weight of their loss (cross-entropy to the uniform distribution)
     outlier_share: float = 0.25  # outlier windows per batch, as a share of the batch size
+    synthetic_outliers: int = 0  # outlier exposure also to this many windows of coloured noise (white to brown)
     threads: int = 0
     model_options: dict = field(default_factory=dict)  # e.g. {"width": 0.25} for xception
     init: str = ""  # transfer learning: a bundle folder with model.pt, or a .pt state dict
@@ -109,8 +110,10 @@ def _outlier_bank(store: FeatureStore, cfg: TrainConfig) -> np.ndarray | None:
     classes (for the species models, ocean noise without a call), added to every batch with the
     uniform distribution as their target, so that a model meeting plain noise spreads its
     probabilities instead of naming a species, and its embedding of noise moves away from every
-    species' (which `novelty` measures). None without `cfg.outliers`."""
-    if not cfg.outliers:
+    species' (which `novelty` measures). The windows: `cfg.outliers` (a folder) and
+    `cfg.synthetic_outliers` windows of coloured noise (spectral slopes from -9 to +3 dB per octave:
+    brown to a little bluer than white). None without either."""
+    if not cfg.outliers and not cfg.synthetic_outliers:
         return None
     feats = features_from_dict(store_features(store.config["prepare"]))
     if feats.kind == "birdnet" or not hasattr(feats, "top_db"):
@@ -122,7 +125,15 @@ def _outlier_bank(store: FeatureStore, cfg: TrainConfig) -> np.ndarray | None:
 
         raise DeepdiveError("outliers: the share per batch must be in (0, 1] and the weight not negative")
     pad = store.config["prepare"].get("pad", "zeros")  # short outlier clips padded as the store pads its own
-    return noise_windows(cfg.outliers, feats, seed=cfg.seed, pad=pad)
+    banks = [noise_windows(cfg.outliers, feats, seed=cfg.seed, pad=pad)] if cfg.outliers else []
+    if cfg.synthetic_outliers:
+        from .synth import coloured_noise
+
+        rng = np.random.default_rng(cfg.seed + 7)
+        n = int(round(feats.window_s * feats.sr))
+        banks.append(np.stack([feats.compute(coloured_noise(n, feats.sr, rng, rng.uniform(-9.0, 3.0)), feats.sr)
+                               for _ in range(cfg.synthetic_outliers)]).astype(np.float32))
+    return np.concatenate(banks)
 
 
 def _evaluate(model: nn.Module, store: FeatureStore, idx: list[int], y: np.ndarray, loss_fn, bs: int) -> tuple[float, float]:
@@ -626,6 +637,13 @@ def make_card(store: FeatureStore, cfg: TrainConfig, feats_cfg, history, best_ep
         from .features.birdnet import TERMS
 
         card["data_terms"] += f" The features are embeddings of {TERMS}; this model inherits those terms."
+    heard = {p for p in (cfg.noise if cfg.recorder else "", cfg.outliers) if p}
+    for folder in sorted(heard):  # noise heard in training: its terms travel with the model too
+        from .datasets.kaggle import data_terms
+
+        terms = data_terms(folder)
+        if terms not in card["data_terms"]:
+            card["data_terms"] += f" Training also heard noise recordings from {Path(folder).name}: {terms}"
     if task == "detection":
         positive = sc["prepare"]["positive"]
         card["labels"] = [{"label": lab} for lab in sc["labels"]]

@@ -245,6 +245,8 @@ def train(
     outliers: Annotated[Path | None, typer.Option(
         help="Outlier exposure: a folder of recordings of none of the classes (or a challenge folder: its noise "
              "clips), trained towards even probabilities, so plain noise is not named a species")] = None,
+    synthetic_outliers: Annotated[int, typer.Option(
+        help="Outlier exposure also to N windows of coloured noise (white to brown)")] = 0,
     centred_only: Annotated[bool, typer.Option(
         help="deepdive-resnet, detector-cnn: the network sees only each band relative to its mean over the window "
              "(a recorder's frequency response cancels), not its absolute level")] = False,
@@ -283,7 +285,7 @@ def train(
         run(store, out, TrainConfig(model=name, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
                                     model_options=options, init=str(init) if init else "", freeze_backbone=freeze_backbone,
                                     ensemble=ensemble, band_cut=band_cut, recorder=recorder, noise=str(noise) if noise else "",
-                                    outliers=str(outliers) if outliers else "",
+                                    outliers=str(outliers) if outliers else "", synthetic_outliers=synthetic_outliers,
                                     threshold_folds=folds, threshold_recall=recall))
     except DeepdiveError as exc:
         fail(str(exc))
