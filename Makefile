@@ -56,10 +56,10 @@ test: $(VENV)/.installed-dev browser $(BIRDNET)
 BUOYS ?= ../shared/data/rightwhalecalls
 TAPES ?= ../shared/data/rightwhale2k
 
-# Rebuild the bundled species model from $(WATKINS). Against learning the recorder: every training
-# window may be heard through a random recorder, over the buoys' noise clips among others, and the
-# network sees each band only relative to its mean; against naming noise: outlier exposure to the
-# buoys' noise clips and to coloured noise. Cornell's licence travels with it (their noise clips).
+# Rebuild the bundled species model from $(WATKINS) (about 45 minutes on 2 cores). Against learning
+# the recorder: training windows heard through random recorders (over the buoys' noise clips among
+# others) and a network that sees each band only relative to its mean; against naming noise: outlier
+# exposure to the buoys' noise clips and to coloured noise. Cornell's licence travels with it.
 bundle: $(VENV)/.installed-dev
 	rm -rf runs/watkins-store runs/species-model
 	$(BIN)/deepdive prepare watkins $(WATKINS) --out runs/watkins-store
