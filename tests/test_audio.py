@@ -124,8 +124,9 @@ def test_arrays_from_python_are_taken_unambiguously():
     mono = deepdive.classify(y, sr=16000)[0]
     for samples in (np.stack([y, y]), np.stack([y, y], axis=1), list(y), (y * 32767).astype(np.int16)):
         top = deepdive.classify(samples, sr=16000)[0]
-        # (16-bit PCM rounds the samples: its probability may move by a few thousandths)
-        assert top["species"] == mono["species"] and top["probability"] == pytest.approx(mono["probability"], abs=5e-3)
+        # (16-bit PCM rounds the samples: its probability may move by a few thousandths; 0.0064 with the
+        # 21-species bundle, whose int8 activations carry the rounding further)
+        assert top["species"] == mono["species"] and top["probability"] == pytest.approx(mono["probability"], abs=0.01)
     assert 0 <= deepdive.detect(np.stack([y, y]), sr=16000) <= 1
     for samples, sr, says in ((y[None, None], 16000, "3-D"), (np.array(["a", "b"]), 16000, "numbers"),
                               (np.zeros((4, 4)), 16000, "4 x 4"), (y, "48000", "whole number"), (y, 48000.5, "whole number"),
