@@ -72,10 +72,11 @@ class Novelty:
     def recording(self, emb: np.ndarray, probs: np.ndarray | None = None) -> float:
         """Novelty of a recording from its windows' embeddings (and probabilities, for a fit that
         also weighs the softmax's doubt)."""
-        distance = self._percentile(float(self.distances(emb).mean()), self.recording_ref)
+        dist = self.distances(emb)
+        distance = self._percentile(float(dist.mean()), self.recording_ref)
         if not self.uses_doubt or probs is None:
             return float(distance)
-        silent = not np.isfinite(self.distances(emb)).all()
+        silent = not np.isfinite(dist).all()
         doubt = self._percentile(1.0 - float(np.asarray(probs).mean(axis=0).max()), self.doubt_recording_ref)
         return 1.0 if silent else float(self._percentile(max(float(distance), float(doubt)), self.combined_recording_ref))
 
