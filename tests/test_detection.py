@@ -416,6 +416,24 @@ def test_a_stopped_crossval_goes_on_from_its_finished_folds(synth_kaggle, tmp_pa
     assert len(trained) == 3
 
 
+def test_a_saved_fold_outlives_an_option_added_at_its_default():
+    """A fold's stamp hashes the options a run sets, not every field: a TrainConfig that gains a new
+    option (at a default that changes nothing) still reads the folds saved before; a changed value
+    does not."""
+    from dataclasses import field, make_dataclass
+
+    from conftest import detection_cfg
+    from deepdive.crossval import _fold_stamp
+    from deepdive.train import TrainConfig
+
+    grown = make_dataclass("TrainConfig", [("a_new_option", float, field(default=0.0))], bases=(TrainConfig,))
+    stamp = lambda cfg: _fold_stamp(0, 5, 0, None, detection_cfg(), cfg, ["a", "b"], 10, [])  # noqa: E731
+    before = stamp(TrainConfig(model="detector-cnn", epochs=8))
+    assert stamp(grown(model="detector-cnn", epochs=8)) == before
+    assert stamp(grown(model="detector-cnn", epochs=8, a_new_option=1.0)) != before
+    assert stamp(TrainConfig(model="detector-cnn", epochs=9)) != before
+
+
 def test_crossval_trains_each_fold_on_the_subset_asked_for(synth_kaggle, tmp_path):
     from conftest import detection_cfg
     from deepdive.crossval import crossval_detector

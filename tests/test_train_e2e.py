@@ -226,3 +226,44 @@ def test_outlier_exposure_spreads_the_probabilities_of_noise(synth_store, synth_
         return float(np.mean([classify(c, model=b)[0]["probability"] for c in clips]))
 
     assert top(exposed) < top(plain) - 0.1
+
+
+def test_distillation_teaches_the_student_the_teachers_description(synth_corpus, small_cfg, synth_store, tmp_path):
+    """`teacher`: a store of the same windows with other features. The targets are the teacher's
+    principal components, whitened on the training windows; the student learns to predict them from
+    its embedding (the distillation loss falls well below 1, the teacher's mean) while it learns the
+    classes; the card names the teacher; a teacher that lacks some training windows is refused."""
+    from deepdive.datasets import load_watkins
+    from deepdive.errors import DeepdiveError
+    from deepdive.features.spectrogram import MelConfig
+    from deepdive.prepare import prepare
+    from deepdive.store import FeatureStore
+    from deepdive.train import TrainConfig, _teacher_targets, train
+
+    teacher_cfg = replace(small_cfg, features=MelConfig(sr=16000, n_fft=512, hop_length=256, n_mels=24, fmin=20,
+                                                         fmax=8000, window_s=3.0))
+    teacher, other = tmp_path / "teacher", tmp_path / "other"
+    prepare(load_watkins(synth_corpus), teacher, teacher_cfg, source={"kind": "synthetic"})
+    cfg = TrainConfig(model="deepdive-resnet", epochs=12, patience=12, lr=3e-3, seed=0, mixup=0.0,
+                      model_options={"widths": (16, 32, 48, 64)}, teacher=str(teacher), teacher_dims=8)
+    store = FeatureStore(synth_store)
+    targets = _teacher_targets(store, cfg, store.indices("train"))
+    assert targets.shape == (len(store.rows), 8) and np.isfinite(targets).all()
+    assert np.allclose(targets[store.indices("train")].std(0), 1.0, atol=0.01)  # whitened on the training windows
+
+    student = train(synth_store, tmp_path / "student", cfg, progress=False)
+    card = json.loads((student / "card.json").read_text())
+    assert card["training"]["teacher"] == str(teacher)
+    losses = [h["teacher_loss"] for h in history_rows(student)]
+    assert losses[-1] < 0.6 * losses[0] and min(losses) < 0.9
+    assert evaluate_store(student, synth_store, split="val")["recording"]["accuracy"] > 0.5  # still learns the classes
+
+    recs = load_watkins(synth_corpus)
+    prepare(recs[: len(recs) // 2], other, teacher_cfg, source={"kind": "synthetic"})  # half the recordings
+    with pytest.raises(DeepdiveError, match="training windows are not in it"):
+        train(synth_store, tmp_path / "bad", replace(cfg, teacher=str(other)), progress=False)
+
+
+def history_rows(model):
+    with open(model / "history.csv", newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]

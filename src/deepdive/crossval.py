@@ -180,11 +180,28 @@ def gear_folds(recordings: list[Recording], system_of, val_frac: float = 0.15, s
     return systems, assignments, {}
 
 
+def _set_fields(cfg) -> str:
+    """A config dataclass as the fields it sets away from their defaults (its class name first), so
+    that an option added to the class later, at a default that changes nothing, keeps a stamp."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(cfg):
+        return repr(cfg)
+    out = {}
+    for f in dataclasses.fields(cfg):
+        default = (f.default if f.default is not dataclasses.MISSING
+                   else f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+        value = getattr(cfg, f.name)
+        if default is dataclasses.MISSING or value != default:
+            out[f.name] = value
+    return type(cfg).__name__ + json.dumps(out, default=str, sort_keys=True)
+
+
 def _fold_stamp(i, k, seed, train_seed, prep_cfg, train_cfg, test_keys, n, also_clips) -> str:
     """What a fold's result depends on, hashed: a saved fold is reused only if this matches."""
     import hashlib
 
-    parts = [i, k, seed, train_seed, repr(prep_cfg), repr(train_cfg), sorted(test_keys), n, also_clips]
+    parts = [i, k, seed, train_seed, _set_fields(prep_cfg), _set_fields(train_cfg), sorted(test_keys), n, also_clips]
     return hashlib.sha1(json.dumps(parts, default=str).encode()).hexdigest()
 
 

@@ -53,6 +53,9 @@ class TrainConfig:
     threshold_folds: int = 0  # detection: choose the threshold on out-of-fold scores of the training tapes (k folds)
     threshold_recall: float = 0.0  # detection: the threshold that finds this share of those calls (0: maximum F1)
     linear_c: tuple[float, ...] = (0.01, 0.05, 0.2)  # embedding-linear: inverse L2 strengths, chosen on validation loss
+    teacher: str = ""  # distillation: a store of the same windows with a teacher's features (e.g. BirdNET's), see _teacher_targets
+    teacher_weight: float = 1.0  # the weight of the distillation loss (mean squared error, per component)
+    teacher_dims: int = 64  # the teacher's features reduced to this many principal components
 
 
 def _seed_all(seed: int) -> None:
@@ -134,6 +137,61 @@ def _outlier_bank(store: FeatureStore, cfg: TrainConfig) -> np.ndarray | None:
         banks.append(np.stack([feats.compute(coloured_noise(n, feats.sr, rng, rng.uniform(-9.0, 3.0)), feats.sr)
                                for _ in range(cfg.synthetic_outliers)]).astype(np.float32))
     return np.concatenate(banks)
+
+
+def _window_slots(rows: list[dict]) -> list[tuple]:
+    """Each window's slot in its store's plan: (file, its n-th window in the store, augmented or not)."""
+    seen: dict[str, int] = {}
+    slots = []
+    for r in rows:
+        n = seen.get(r["key"], 0)
+        seen[r["key"]] = n + 1
+        slots.append((r["key"], n, bool(r.get("augment"))))  # the augmentation's draws may differ between stores
+    return slots
+
+
+def _teacher_targets(store: FeatureStore, cfg: TrainConfig, tr: list[int]) -> np.ndarray | None:
+    """Distillation targets: for each window of `store`, the teacher's features of the same window
+    (`cfg.teacher`: a store prepared from the same recordings with the same split, seed and plan,
+    with other features, e.g. `--features birdnet`), reduced to `cfg.teacher_dims` principal
+    components of the training windows and whitened (each component of unit variance there).
+
+    The student learns to predict them from its embedding through a linear map that is not
+    exported, while it learns the species: a small network thus takes on the way a large pretrained
+    model describes sound (which generalises to encounters it never heard better than what a small
+    network learns from a few hundred cuts), and, since the teacher heard the clean window while the
+    student hears it through a random recorder (`recorder`), to describe it the same whatever the
+    recorder. Windows are matched by their slot in the plan: the n-th window of a file in one store
+    is the n-th in the other (same start; where the plan draws at random, the position of a short cut
+    in its padded window, the noise and gain added, the two stores' draws can differ). Every window of `tr`
+    needs one. None without a teacher."""
+    if not cfg.teacher:
+        return None
+    from .errors import DeepdiveError
+
+    teacher = FeatureStore(cfg.teacher)
+    where = {slot: i for i, slot in enumerate(_window_slots(teacher.rows))}
+    idx = [where.get(slot, -1) for slot in _window_slots(store.rows)]
+    missing = sum(1 for i in tr if idx[i] < 0)
+    if missing:
+        raise DeepdiveError(f"teacher {cfg.teacher}: {missing} of the {len(tr)} training windows are not in it; "
+                            "prepare it from the same recordings with the same split, seed and options")
+    if any(teacher.rows[idx[i]]["label"] != store.rows[i]["label"] or teacher.rows[idx[i]]["split"] != store.rows[i]["split"]
+           for i in tr):
+        raise DeepdiveError(f"teacher {cfg.teacher}: its windows are labelled or split otherwise; prepare it from the same "
+                            "recordings with the same split, seed and options")
+    have = [i for i in range(len(store.rows)) if idx[i] >= 0]
+    x = teacher.batch([idx[i] for i in have]).reshape(len(have), -1).astype(np.float64)
+    pos = {i: k for k, i in enumerate(have)}
+    x_tr = x[[pos[i] for i in tr]]
+    mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-6
+    _, sv, vt = np.linalg.svd((x_tr - mu) / sd, full_matrices=False)
+    k = max(1, min(cfg.teacher_dims, len(sv)))
+    scale = sv[:k] / np.sqrt(max(len(tr) - 1, 1))
+    proj = ((x - mu) / sd) @ vt[:k].T / np.maximum(scale, 1e-6)
+    feats = np.full((len(store.rows), k), np.nan, dtype=np.float32)
+    feats[have] = proj.astype(np.float32)
+    return feats
 
 
 def _evaluate(model: nn.Module, store: FeatureStore, idx: list[int], y: np.ndarray, loss_fn, bs: int) -> tuple[float, float]:
@@ -297,6 +355,17 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
     if cfg.freeze_backbone:
         freeze_backbone(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    targets = _teacher_targets(store, cfg, tr)
+    if targets is not None:
+        if not hasattr(model, "forward_with_embedding"):
+            from .errors import DeepdiveError
+
+            raise DeepdiveError(f"teacher: {cfg.model} gives no embedding to distil into")
+        model.eval()  # the probe must not move batch-norm statistics (each epoch sets training mode)
+        with torch.no_grad():
+            dim = model.forward_with_embedding(torch.zeros(2, *shape))[1].shape[1]
+        to_teacher = nn.Linear(dim, targets.shape[1])  # trained with the model, not exported
+        trainable += list(to_teacher.parameters())
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * ((len(tr) + cfg.batch_size - 1) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.15)
@@ -320,7 +389,7 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
             if cfg.freeze_backbone:
                 freeze_backbone(model)  # keeps the frozen batch-norm statistics as they were
             order = rng.permutation(len(tr))
-            run_loss, run_correct, seen = 0.0, 0, 0
+            run_loss, run_correct, seen, run_teacher = 0.0, 0, 0, 0.0
             for b in range(0, len(order), cfg.batch_size):
                 sel = order[b : b + cfg.batch_size]
                 if len(sel) < 2:
@@ -344,14 +413,25 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
                     xo = torch.from_numpy(xo)
                     if cfg.spec_augment:
                         xo = _spec_augment(xo, gen)
-                    both = model(torch.cat([xb, xo]))
-                    logits, out_logits = both[: len(yb)], both[len(yb) :]
+                    xin = torch.cat([xb, xo])
                 else:
-                    logits = model(xb)
+                    xin = xb
+                if targets is not None:
+                    both, emb = model.forward_with_embedding(xin)
+                else:
+                    both = model(xin)
+                logits, out_logits = both[: len(yb)], both[len(yb) :]
                 if cfg.mixup > 0:
                     loss = lam * loss_fn(logits, yb) + (1 - lam) * loss_fn(logits, yb[perm])
                 else:
                     loss = loss_fn(logits, yb)
+                if targets is not None:  # the teacher's description of the (clean) windows, mixed as they were
+                    tb = torch.from_numpy(targets[[tr[i] for i in sel]])
+                    if cfg.mixup > 0:
+                        tb = lam * tb + (1 - lam) * tb[perm]
+                    distil = ((to_teacher(emb[: len(yb)]) - tb) ** 2).mean()
+                    loss = loss + cfg.teacher_weight * distil
+                    run_teacher += distil.item() * len(yb)
                 if n_out:
                     loss = loss - cfg.outlier_weight * torch.log_softmax(out_logits, dim=1).mean()
                 opt.zero_grad()
@@ -362,6 +442,8 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
                 run_correct += int((logits.argmax(1) == yb).sum())
                 seen += len(yb)
             row = {"epoch": epoch, "train_loss": run_loss / max(seen, 1), "train_acc": run_correct / max(seen, 1)}
+            if targets is not None:  # the distillation's own loss (1: no better than the teacher's mean)
+                row["teacher_loss"] = run_teacher / max(seen, 1)
             if va:
                 row["val_loss"], row["val_acc"] = _evaluate(model, store, va, y_va, eval_loss, 64)
             else:
@@ -637,6 +719,12 @@ def make_card(store: FeatureStore, cfg: TrainConfig, feats_cfg, history, best_ep
         from .features.birdnet import TERMS
 
         card["data_terms"] += f" The features are embeddings of {TERMS}; this model inherits those terms."
+    if cfg.teacher:  # a student inherits its teacher's terms
+        teacher_feats = store_features(FeatureStore(cfg.teacher).config["prepare"])
+        if teacher_feats.get("kind") == "birdnet":
+            from .features.birdnet import TERMS
+
+            card["data_terms"] += f" It was distilled from embeddings of {TERMS}; this model inherits those terms."
     heard = {p for p in (cfg.noise if cfg.recorder else "", cfg.outliers) if p}
     for folder in sorted(heard):  # noise heard in training: its terms travel with the model too
         from .datasets.kaggle import data_terms

@@ -250,6 +250,13 @@ def train(
     centred_only: Annotated[bool, typer.Option(
         help="deepdive-resnet, detector-cnn: the network sees only each band relative to its mean over the window "
              "(a recorder's frequency response cancels), not its absolute level")] = False,
+    teacher: Annotated[Path | None, typer.Option(
+        help="Distillation: a store of the same windows with a teacher's features (prepare the same recordings with "
+             "the same options and --features birdnet); the model also learns to describe each window as the teacher "
+             "does")] = None,
+    teacher_weight: Annotated[float, typer.Option(help="With --teacher: the weight of the distillation loss")] = 1.0,
+    teacher_dims: Annotated[int, typer.Option(
+        help="With --teacher: the teacher's features reduced to this many principal components")] = 64,
     threshold_folds: Annotated[int | None, typer.Option(
         help="Detectors: pick the threshold on out-of-fold scores of the training tapes, K folds (default 4; "
              "0 uses the validation split)")] = None,
@@ -286,7 +293,8 @@ def train(
                                     model_options=options, init=str(init) if init else "", freeze_backbone=freeze_backbone,
                                     ensemble=ensemble, band_cut=band_cut, recorder=recorder, noise=str(noise) if noise else "",
                                     outliers=str(outliers) if outliers else "", synthetic_outliers=synthetic_outliers,
-                                    threshold_folds=folds, threshold_recall=recall))
+                                    teacher=str(teacher) if teacher else "", teacher_weight=teacher_weight,
+                                    teacher_dims=teacher_dims, threshold_folds=folds, threshold_recall=recall))
     except DeepdiveError as exc:
         fail(str(exc))
         raise typer.Exit(1) from None
