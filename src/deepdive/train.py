@@ -157,9 +157,10 @@ def _teacher_targets(store: FeatureStore, cfg: TrainConfig, tr: list[int]) -> np
     components of the training windows and whitened (each component of unit variance there).
 
     The student learns to predict them from its embedding through a linear map that is not
-    exported, while it learns the species: a small network thus takes on the way a large pretrained
-    model describes sound (which generalises to encounters it never heard better than what a small
-    network learns from a few hundred cuts), and, since the teacher heard the clean window while the
+    exported, while it learns the species: a small network may thus take on the way a large pretrained
+    model describes sound (BirdNET's, with a linear head, ranks encounters never heard better than our
+    networks; on the Watkins species the distilled network has not, see docs/species.md), and, since
+    the teacher heard the clean window while the
     student hears it through a random recorder (`recorder`), to describe it the same whatever the
     recorder. Windows are matched by their slot in the plan: the n-th window of a file in one store
     is the n-th in the other (same start; where the plan draws at random, the position of a short cut
