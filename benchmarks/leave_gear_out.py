@@ -8,11 +8,15 @@ it, cross-validation over encounters (`crossval_species`, as `crossval_species.p
 cuts: the gap between the two is what a new recorder costs.
 
 Printed: top-1 and top-3 over the cuts that can be scored, leave-one-system-out against encounter
-cross-validation; per system; per species. The runs go to --out as JSON (`--reuse` reads them).
+cross-validation; per system; per species; and "none of these" out of fold (each fold's model gets its
+novelty fit: the share of known-species cuts it flags, and the threshold that would keep 90% or 95%
+of them known). The runs go to --out as JSON (`--reuse` reads them).
 About 13 trainings: roughly two hours for deepdive-resnet on 2 cores.
 
     .venv/bin/python benchmarks/leave_gear_out.py [--model deepdive-resnet] [--data ../shared/data/watkins] [--reuse]
         [--recorder 0.5 --noise ../shared/data/rightwhalecalls] [--centred-only] [--outliers DIR]
+        [--only systems|encounters [--folds 0,2,4]]   # a part, e.g. in two processes side by side; a last run
+                                                      # without them reads the saved folds and prints
 """
 
 from __future__ import annotations
@@ -47,8 +51,15 @@ def main() -> int:
     ap.add_argument("--model", default="deepdive-resnet")
     ap.add_argument("--out", default=str(ROOT / "runs" / "leave-gear-out"))
     ap.add_argument("--reuse", action="store_true")
+    ap.add_argument("--only", choices=["systems", "encounters"],
+                    help="run one of the two cross-validations and stop (two processes can share the cores)")
+    ap.add_argument("--folds", default="", help="with --only: train only these folds (e.g. 1,3,5,7), the others "
+                    "being another process's; the last run, without it, reads them all")
     add_flags(ap)
     args = ap.parse_args()
+    only = {int(f) for f in args.folds.split(",")} if args.folds else None
+    if only is not None and not args.only:
+        ap.error("--folds needs --only (a run that prints reads every fold)")
     recs = load_dataset("watkins", args.data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -60,12 +71,18 @@ def main() -> int:
         path = out / f"{tag}-{name}.json"
         if args.reuse and path.is_file():
             return json.loads(path.read_text())
-        cv = crossval_species(recs, out / f"work-{tag}-{name}", prep, tcfg, resume=True,
+        cv = crossval_species(recs, out / f"work-{tag}-{name}", prep, tcfg, resume=True, novelty=True, only=only,
                               progress=lambda i, k, f: print(f"  {name} fold {i}/{k}: {f}", file=sys.stderr, flush=True), **kw)
-        path.write_text(json.dumps(cv))
+        if only is None:  # a share of the folds is no result
+            path.write_text(json.dumps(cv))
         return cv
 
+    if args.only == "encounters":
+        run("encounters", k=5)
+        return 0
     logo = run("systems", folds=(assignments, levels))
+    if args.only == "systems":
+        return 0
     enc = run("encounters", k=5)
     labels = logo["labels"]
     truth = {r.key: labels.index(r.label) for r in recs if r.label in labels}
@@ -95,7 +112,32 @@ def main() -> int:
     for lab in sorted({species_of[k] for k in tested}):
         keys = [k for k in tested if species_of[k] == lab]
         print(f"| {lab} | {len(keys)} | {topk(lp, truth, keys)[0]:.2f} | {topk(ep, truth, keys)[0]:.2f} |")
+    novelty_table(tested, logo.get("novelty", {}), enc.get("novelty", {}), system_of)
     return 0
+
+
+def novelty_table(keys, logo, enc, system_of) -> None:
+    """"None of these" out of fold: known-species recordings flagged at the default threshold, and the
+    threshold cross-validation would choose (the one keeping 90% / 95% of them known)."""
+    from deepdive.novelty import DEFAULT_KEEP, threshold_for
+
+    keys = [k for k in keys if k in logo and k in enc]
+    if not keys:
+        return
+    print(f"\n\"None of these\" out of fold ({len(keys)} known-species cuts; each model's novelty fit on its own "
+          "training and validation windows)\n")
+    print(f"| scored by a model that never heard | flagged at {DEFAULT_KEEP:g} | median novelty | threshold keeping 90% known | 95% |")
+    print("|---|---:|---:|---:|---:|")
+    for name, nov in (("the cut's recording system", logo), ("the cut's encounter", enc)):
+        v = np.array([nov[k] for k in keys])
+        print(f"| {name} | {np.mean(v > DEFAULT_KEEP):.2f} | {np.median(v):.2f} | {threshold_for(v, 0.90):.3f} | "
+              f"{threshold_for(v, 0.95):.3f} |")
+    print("\n| recording system held out | cuts | flagged (system held out) | flagged (encounter held out) |")
+    print("|---|---:|---:|---:|")
+    for s in sorted({system_of[k] for k in keys}):
+        ks = [k for k in keys if system_of[k] == s]
+        print(f"| {s} | {len(ks)} | {np.mean([logo[k] > DEFAULT_KEEP for k in ks]):.2f} | "
+              f"{np.mean([enc[k] > DEFAULT_KEEP for k in ks]):.2f} |")
 
 
 if __name__ == "__main__":

@@ -75,8 +75,13 @@ def test_prepare_train_evaluate_commands(synth_corpus, tmp_path):
                               "--species", "Synthetic upcall", "--species", "Synthetic whistle"])
     assert res.exit_code == 0, res.stdout
     assert "Synthetic upcall" in res.stdout and "encounter" in res.stdout
-    res = runner.invoke(app, ["train", str(store), "--out", str(model), "--epochs", "2", "--model", "deepdive-cnn"])
+    res = runner.invoke(app, ["train", str(store), "--out", str(model), "--epochs", "2", "--model", "deepdive-resnet-fast",
+                              "--novelty-threshold", "0.99"])
     assert res.exit_code == 0, res.stdout
+    from deepdive.novelty import Novelty
+
+    assert json.loads((model / "card.json").read_text())["novelty"]["threshold"] == 0.99
+    assert Novelty.load(model / "novelty.npz").threshold == 0.99  # what `known` is decided by
     res = runner.invoke(app, ["evaluate", str(model), str(store)])
     assert res.exit_code == 0, res.stdout
     card = json.loads((model / "card.json").read_text())
@@ -150,6 +155,8 @@ BAD_CASES = [
      "cannot write the submission"),
     ("submission-under-a-file", ["detect", "{d}/clip.aiff", "--submission", "{d}/existing_file/sub.csv"], 1,
      "cannot write the submission"),
+    ("novelty-threshold-2", ["train", "{d}/watkins", "--out", "{d}/m", "--novelty-threshold", "2"], 1,
+     "give a novelty from 0 to 1"),
     ("unknown-species", ["prepare", "watkins", "{d}/watkins", "--out", "{d}/s1", "--species", "Unicorn"], 1,
      "--species Unicorn: not in this dataset; it holds"),
     ("unknown-family", ["prepare", "watkins", "{d}/watkins", "--out", "{d}/s2", "--family", "Dragons"], 1,

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from deepdive.novelty import Novelty, fit, shrunk_covariance
+from deepdive.novelty import DEFAULT_KEEP, Novelty, fit, shrunk_covariance, threshold_for
 
 
 def _clusters(rng, n_per=200, d=16, classes=3, spread=0.3):
@@ -167,3 +167,14 @@ def test_digital_silence_is_none_of_these():
     y = np.concatenate([np.zeros(8 * 32000), 0.1 * np.random.default_rng(1).standard_normal(8 * 32000)]).astype(np.float32)
     events = deepdive.scan(y, model="species", threshold=0.0, sr=32000)
     assert all(e["end_s"] > 8.0 for e in events)  # no species event made of silent windows alone
+
+
+def test_threshold_chosen_on_out_of_fold_novelties():
+    """threshold_for: the quantile of known recordings' novelties that keeps the asked share known,
+    never below the default (a fold that flags fewer than the validation split does not lower it)."""
+    v = np.linspace(0.0, 1.0, 101)
+    assert threshold_for(v, 0.90) == pytest.approx(DEFAULT_KEEP)  # its 0.90 quantile, 0.90, is below the default
+    shifted = np.concatenate([np.linspace(0.0, 0.9, 80), np.linspace(0.96, 1.0, 20)])  # 20% beyond 0.95
+    t = threshold_for(shifted, 0.90)
+    assert 0.96 < t < 1.0 and np.mean(shifted <= t) >= 0.90
+    assert threshold_for([], 0.9) == DEFAULT_KEEP and threshold_for([np.inf, 0.5], 0.9) == DEFAULT_KEEP

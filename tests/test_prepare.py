@@ -266,9 +266,16 @@ def test_leave_one_recording_system_out(synth_corpus, small_cfg, tmp_path):
         if s == "A":
             assert not any(by_key[k].label == "Synthetic pulse" for k in a)  # heard nowhere else
     cv = crossval_species(recs, tmp_path / "cv", small_cfg, TrainConfig(model="deepdive-resnet-fast", epochs=2, patience=2),
-                          folds=(assignments, levels))
+                          folds=(assignments, levels), novelty=True, resume=True)
     tested = {k for a in assignments for k, v in a.items() if v == "test"}
     assert set(cv["recording_probabilities"]) == tested
+    # each tested recording has its out-of-fold novelty, from its own fold's model and fit, kept on resuming
+    with_val = [{k for k, v in a.items() if v == "test"} for a in assignments if "val" in a.values()]
+    assert with_val and set(cv["novelty"]) == set().union(*with_val)
+    assert all(0.0 <= v <= 1.0 for v in cv["novelty"].values())
+    again = crossval_species(recs, tmp_path / "cv", small_cfg, TrainConfig(model="deepdive-resnet-fast", epochs=2, patience=2),
+                             folds=(assignments, levels), novelty=True, resume=True)
+    assert again["novelty"] == cv["novelty"]
     assert cv["labels"] == sorted({r.label for r in recs})
     assert all(len(p) == len(cv["labels"]) for p in cv["recording_probabilities"].values())
 
@@ -289,6 +296,13 @@ def test_a_stopped_species_crossval_goes_on_from_its_finished_folds(synth_corpus
     again = crossval_species(recs, tmp_path / "cv", small_cfg, tcfg, k=2, resume=True)
     assert len(calls) == 1 and again["folds"][0] == first["folds"][0]
     assert set(again["recording_probabilities"]) == set(first["recording_probabilities"])
+    # two processes can share the folds: each trains its own, a last run reads both
+    shared = tmp_path / "shared"
+    crossval_species(recs, shared, small_cfg, tcfg, k=2, resume=True, only={1})
+    assert len(calls) == 2 and not (shared / "fold0.json").exists() and (shared / "fold1.json").exists()
+    crossval_species(recs, shared, small_cfg, tcfg, k=2, resume=True, only={0})
+    whole = crossval_species(recs, shared, small_cfg, tcfg, k=2, resume=True)
+    assert len(calls) == 3 and set(whole["recording_probabilities"]) == set(first["recording_probabilities"])
     fold0 = [k for k, v in first["recording_probabilities"].items() if k in again["recording_probabilities"]]
     assert all(np.allclose(first["recording_probabilities"][k], again["recording_probabilities"][k], atol=1e-5)
                for k in fold0 if first["folds"][0]["recordings"])

@@ -216,6 +216,8 @@ def crossval_species(
     progress=None,
     folds: tuple[list[dict[str, str]], dict[str, str]] | None = None,
     resume: bool = False,
+    novelty: bool = False,
+    only: set[int] | None = None,
 ) -> dict:
     """Train and test `k` species models on the folds of `prepare.species_folds` (fold i tested, fold
     i+1 for early stopping, the rest trained on); the recording-level figures pool every recording's
@@ -224,8 +226,14 @@ def crossval_species(
     of `labels`), so that other models scored on the same folds can be compared or combined.
     `folds`: (assignments, levels) made otherwise, e.g. by `gear_folds` (a recording missing from an
     assignment is left out of that fold). Each finished fold is saved as `work/foldI.json`; with
-    `resume`, a saved fold made with the same folds and configs is read instead of trained again."""
+    `resume`, a saved fold made with the same folds and configs is read instead of trained again.
+    `novelty`: each fold's model also gets its novelty fit (`novelty.fit_store`, on the fold's training
+    and validation windows) and scores its test recordings; the result's `novelty` maps each
+    recording to its out-of-fold novelty (a fold without validation windows has none; what share of known recordings a threshold flags when the
+    encounter, or the recorder, was never heard). `only`: train only these folds (others are read
+    if saved, else left out), so that processes can share the folds of one run."""
     from .bundle import Bundle
+    from .errors import DatasetError
     from .store import FeatureStore
     from .train import train
 
@@ -236,20 +244,25 @@ def crossval_species(
     truth: dict[str, int] = {}
     labels: list[str] = sorted({r.label for r in recordings})
     per_fold = []
+    novelties: dict[str, float] = {}
     for i, assignment in enumerate(assignments):
         if "test" not in assignment.values():
             continue
         done_path = work / f"fold{i}.json"
-        stamp = _fold_stamp(i, k, seed, None, prep_cfg, train_cfg, sorted(assignment.items()), len(recordings), [])
+        stamp = _fold_stamp(i, k, seed, None, prep_cfg, train_cfg, sorted(assignment.items()), len(recordings),
+                            ["novelty"] if novelty else [])
         if resume and done_path.is_file():
             done = json.loads(done_path.read_text())
             if done.get("stamp") == stamp:
                 groups.update({key: [np.array(p, dtype=np.float32) for p in ws] for key, ws in done["groups"].items()})
                 truth.update(done["truth"])
+                novelties.update(done.get("novelty", {}))
                 per_fold.append(done["fold"])
                 if progress:
                     progress(i + 1, k, per_fold[-1])
                 continue
+        if only is not None and i not in only:
+            continue
         store, model = work / f"fold{i}" / "store", work / f"fold{i}" / "model"
         prepare([r for r in recordings if r.key in assignment], store, replace(prep_cfg, seed=seed), assignment=assignment)
         train(store, model, replace(train_cfg, seed=train_cfg.seed + i), progress=False)
@@ -267,12 +280,23 @@ def crossval_species(
         t = {key: at[v] for key, v in t.items()}
         groups.update(g)
         truth.update(t)
+        fold_novelty = {}
+        if novelty:
+            from .novelty import fit_store, score_split
+
+            try:
+                fit, _ = fit_store(bundle, FeatureStore(store), seed=seed)
+            except DatasetError:  # a fold without validation windows has no reference: no novelty
+                fit = None
+            if fit is not None:
+                fold_novelty = score_split(fit, bundle, FeatureStore(store), "test")
+                novelties.update(fold_novelty)
         _, rec = _score(g, t, labels)
         per_fold.append({"fold": i, "recordings": rec["n"], "accuracy": rec["accuracy"],
                          "top3_accuracy": rec["top3_accuracy"],
                          "best_epoch": bundle.card["training"]["best_epoch"]})
         done_path.parent.mkdir(parents=True, exist_ok=True)
-        done_path.write_text(json.dumps({"stamp": stamp, "fold": per_fold[-1], "truth": t,
+        done_path.write_text(json.dumps({"stamp": stamp, "fold": per_fold[-1], "truth": t, "novelty": fold_novelty,
                                          "groups": {key: [p.tolist() for p in ws] for key, ws in g.items()}}))
         if not keep_models:
             shutil.rmtree(work / f"fold{i}", ignore_errors=True)
@@ -292,6 +316,7 @@ def crossval_species(
         "encounter_disjoint": {"window": enc_window, "recording": enc_recording},
         "labels": labels,
         "recording_probabilities": {key: np.mean(v, axis=0).round(6).tolist() for key, v in groups.items()},
+        **({"novelty": novelties} if novelty else {}),
     }
 
 

@@ -196,13 +196,40 @@ def fit_store(bundle, store, keep: float = DEFAULT_KEEP, max_windows: int = 2000
         "novelty": "share of the validation recordings (encounters never trained on, species it knows) closer to the "
                    "known species" + (" (by the combined score)" if doubt else ""),
         "threshold": keep,
-        "rule": f"known when novelty <= {keep:g}: keeps {keep:.0%} of the validation recordings known",
+        "rule": f"known when novelty <= {keep:g}: keeps {keep:.1%} of the validation recordings known"
+                + ("" if keep == DEFAULT_KEEP else " (the threshold given to the training: cross-validation "
+                   "measures the share of known recordings it keeps, benchmarks/leave_gear_out.py)"),
         "fitted_on": {"training_windows": len(tr), "validation_recordings": len(parts),
                       "validation_windows": int(sum(len(p) for p in parts)),
                       "validation_recordings_left_out_as_trained_on": len(left_out)},
         "file": FILE,
     }
     return model, summary
+
+
+def score_split(model: Novelty, bundle, store, split: str = "test", batch: int = 256) -> dict[str, float]:
+    """{recording key: novelty} for a store's recordings of one split (windows as recorded, not the
+    augmented copies), as `classify` would judge them. Cross-validation scores its test folds with it,
+    so that the threshold can be checked (and chosen) on encounters or recorders a model never heard."""
+    by_rec: dict[str, list[int]] = {}
+    for i in store.indices(split):
+        if not store.rows[i].get("augment"):
+            by_rec.setdefault(store.rows[i]["key"], []).append(i)
+    out = {}
+    for key, idx in by_rec.items():
+        x = [store.batch(idx[i : i + batch]) for i in range(0, len(idx), batch)]
+        emb = np.concatenate([bundle.embed(b) for b in x])
+        probs = np.concatenate([bundle.predict(b) for b in x]) if model.uses_doubt else None
+        out[key] = round(float(model.recording(emb, probs)), 6)
+    return out
+
+
+def threshold_for(novelties, keep: float) -> float:
+    """The novelty threshold that keeps `keep` of these known-species recordings known (e.g. out-of-
+    fold novelties from cross-validation): their `keep` quantile, at least the default."""
+    v = np.sort(np.asarray(list(novelties), dtype=np.float64))
+    v = v[np.isfinite(v)]
+    return float(max(DEFAULT_KEEP, np.quantile(v, keep))) if len(v) else DEFAULT_KEEP
 
 
 def held_out_validation(bundle, store, va: list[int]) -> tuple[dict[str, list[int]], set[str]]:

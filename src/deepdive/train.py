@@ -56,6 +56,7 @@ class TrainConfig:
     teacher: str = ""  # distillation: a store of the same windows with a teacher's features (e.g. BirdNET's), see _teacher_targets
     teacher_weight: float = 1.0  # the weight of the distillation loss (mean squared error, per component)
     teacher_dims: int = 64  # the teacher's features reduced to this many principal components
+    novelty_threshold: float = 0.95  # species: "none of these" above this novelty (see novelty.threshold_for)
 
 
 def _seed_all(seed: int) -> None:
@@ -545,7 +546,7 @@ def train(store_path: str | Path, out: str | Path, cfg: TrainConfig | None = Non
             pass  # too few validation windows to fit one: probabilities as the network gives them
         graph = [o.name for o in Bundle.load(out, precision="fp32").session.get_outputs()]
         if feats_cfg.kind != "birdnet" and "embedding" in graph:
-            add_to_bundle(out, store_path)  # "none of these": novelty.npz and the card's `novelty`
+            add_to_bundle(out, store_path, cfg.novelty_threshold)  # "none of these": novelty.npz and the card's `novelty`
     return out
 
 

@@ -257,6 +257,9 @@ def train(
     teacher_weight: Annotated[float, typer.Option(help="With --teacher: the weight of the distillation loss")] = 1.0,
     teacher_dims: Annotated[int, typer.Option(
         help="With --teacher: the teacher's features reduced to this many principal components")] = 64,
+    novelty_threshold: Annotated[float, typer.Option(
+        help="Species: a recording is \"none of these\" above this novelty (0.95: as far from the known species as "
+             "the 5% most novel validation recordings; `benchmarks/leave_gear_out.py` measures it out of fold)")] = 0.95,
     threshold_folds: Annotated[int | None, typer.Option(
         help="Detectors: pick the threshold on out-of-fold scores of the training tapes, K folds (default 4; "
              "0 uses the validation split)")] = None,
@@ -275,6 +278,8 @@ def train(
         from ..prepare import store_features
         from ..store import FeatureStore
 
+        if not 0 <= novelty_threshold <= 1:
+            raise DeepdiveError(f"--novelty-threshold {novelty_threshold}: give a novelty from 0 to 1")
         config = FeatureStore(store).config
         task = config.get("task", "species")
         embedding = store_features(config["prepare"]).get("kind") == "birdnet"
@@ -294,7 +299,8 @@ def train(
                                     ensemble=ensemble, band_cut=band_cut, recorder=recorder, noise=str(noise) if noise else "",
                                     outliers=str(outliers) if outliers else "", synthetic_outliers=synthetic_outliers,
                                     teacher=str(teacher) if teacher else "", teacher_weight=teacher_weight,
-                                    teacher_dims=teacher_dims, threshold_folds=folds, threshold_recall=recall))
+                                    teacher_dims=teacher_dims, threshold_folds=folds, threshold_recall=recall,
+                                    novelty_threshold=novelty_threshold))
     except DeepdiveError as exc:
         fail(str(exc))
         raise typer.Exit(1) from None
