@@ -119,19 +119,22 @@ def main() -> int:
 def novelty_table(keys, logo, enc, system_of) -> None:
     """"None of these" out of fold: known-species recordings flagged at the default threshold, and the
     threshold cross-validation would choose (the one keeping 90% / 95% of them known)."""
+    from deepdive.bundle import resolve
     from deepdive.novelty import DEFAULT_KEEP, threshold_for
 
     keys = [k for k in keys if k in logo and k in enc]
     if not keys:
         return
+    card = resolve(None, "species").novelty.threshold  # the bundled model's threshold
     print(f"\n\"None of these\" out of fold ({len(keys)} known-species cuts; each model's novelty fit on its own "
           "training and validation windows)\n")
-    print(f"| scored by a model that never heard | flagged at {DEFAULT_KEEP:g} | median novelty | threshold keeping 90% known | 95% |")
-    print("|---|---:|---:|---:|---:|")
+    print(f"| scored by a model that never heard | flagged at {DEFAULT_KEEP:g} | at {card:g} (the bundle's) | median "
+          "novelty | threshold keeping 90% known | 95% |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, nov in (("the cut's recording system", logo), ("the cut's encounter", enc)):
         v = np.array([nov[k] for k in keys])
-        print(f"| {name} | {np.mean(v > DEFAULT_KEEP):.2f} | {np.median(v):.2f} | {threshold_for(v, 0.90):.3f} | "
-              f"{threshold_for(v, 0.95):.3f} |")
+        print(f"| {name} | {np.mean(v > DEFAULT_KEEP):.2f} | {np.mean(v > card):.2f} | {np.median(v):.2f} | "
+              f"{threshold_for(v, 0.90):.3f} | {threshold_for(v, 0.95):.3f} |")
     print("\n| recording system held out | cuts | flagged (system held out) | flagged (encounter held out) |")
     print("|---|---:|---:|---:|")
     for s in sorted({system_of[k] for k in keys}):

@@ -229,9 +229,10 @@ def crossval_species(
     `resume`, a saved fold made with the same folds and configs is read instead of trained again.
     `novelty`: each fold's model also gets its novelty fit (`novelty.fit_store`, on the fold's training
     and validation windows) and scores its test recordings; the result's `novelty` maps each
-    recording to its out-of-fold novelty (a fold without validation windows has none; what share of known recordings a threshold flags when the
-    encounter, or the recorder, was never heard). `only`: train only these folds (others are read
-    if saved, else left out), so that processes can share the folds of one run."""
+    recording to its out-of-fold novelty (what share of known recordings a threshold flags when the
+    encounter, or the recorder, was never heard; a fold without validation windows gives none).
+    `only`: train only these folds (others are read if saved, else left out), so that processes can
+    share the folds of one run."""
     from .bundle import Bundle
     from .errors import DatasetError
     from .store import FeatureStore
