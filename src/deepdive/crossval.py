@@ -227,14 +227,13 @@ def crossval_species(
     `folds`: (assignments, levels) made otherwise, e.g. by `gear_folds` (a recording missing from an
     assignment is left out of that fold). Each finished fold is saved as `work/foldI.json`; with
     `resume`, a saved fold made with the same folds and configs is read instead of trained again.
-    `novelty`: each fold's model also gets its novelty fit (`novelty.fit_store`, on the fold's training
-    and validation windows) and scores its test recordings; the result's `novelty` maps each
+    `novelty`: each fold's model scores its test recordings by its own novelty fit (the one `train`
+    makes on the fold's training and validation windows); the result's `novelty` maps each
     recording to its out-of-fold novelty (what share of known recordings a threshold flags when the
     encounter, or the recorder, was never heard; a fold without validation windows gives none).
     `only`: train only these folds (others are read if saved, else left out), so that processes can
     share the folds of one run."""
     from .bundle import Bundle
-    from .errors import DatasetError
     from .store import FeatureStore
     from .train import train
 
@@ -282,16 +281,11 @@ def crossval_species(
         groups.update(g)
         truth.update(t)
         fold_novelty = {}
-        if novelty:
-            from .novelty import fit_store, score_split
+        if novelty and bundle.novelty is not None:  # `train` fits it where the fold has validation windows
+            from .novelty import score_split
 
-            try:
-                fit, _ = fit_store(bundle, FeatureStore(store), seed=seed)
-            except DatasetError:  # a fold without validation windows has no reference: no novelty
-                fit = None
-            if fit is not None:
-                fold_novelty = score_split(fit, bundle, FeatureStore(store), "test")
-                novelties.update(fold_novelty)
+            fold_novelty = score_split(bundle, FeatureStore(store), "test")
+            novelties.update(fold_novelty)
         _, rec = _score(g, t, labels)
         per_fold.append({"fold": i, "recordings": rec["n"], "accuracy": rec["accuracy"],
                          "top3_accuracy": rec["top3_accuracy"],

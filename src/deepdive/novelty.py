@@ -207,20 +207,19 @@ def fit_store(bundle, store, keep: float = DEFAULT_KEEP, max_windows: int = 2000
     return model, summary
 
 
-def score_split(model: Novelty, bundle, store, split: str = "test", batch: int = 256) -> dict[str, float]:
-    """{recording key: novelty} for a store's recordings of one split (windows as recorded, not the
-    augmented copies), as `classify` would judge them. Cross-validation scores its test folds with it,
-    so that the threshold can be checked (and chosen) on encounters or recorders a model never heard."""
+def score_split(bundle, store, split: str = "test") -> dict[str, float]:
+    """{recording key: novelty} by a bundle's own novelty fit for a store's recordings of one split
+    (windows as recorded, not the augmented copies), as `classify` judges them. Cross-validation scores
+    its test folds with it, so that the threshold can be checked (and chosen) on encounters or
+    recorders a model never heard."""
     by_rec: dict[str, list[int]] = {}
     for i in store.indices(split):
         if not store.rows[i].get("augment"):
             by_rec.setdefault(store.rows[i]["key"], []).append(i)
     out = {}
     for key, idx in by_rec.items():
-        x = [store.batch(idx[i : i + batch]) for i in range(0, len(idx), batch)]
-        emb = np.concatenate([bundle.embed(b) for b in x])
-        probs = np.concatenate([bundle.predict(b) for b in x]) if model.uses_doubt else None
-        out[key] = round(float(model.recording(emb, probs)), 6)
+        probs, emb = bundle.predict_with_novelty(store.batch(idx), batch_size=256)
+        out[key] = round(float(bundle.novelty.recording(emb, probs)), 6)
     return out
 
 
