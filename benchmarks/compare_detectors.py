@@ -127,6 +127,17 @@ def seed_summary(runs: list[dict]) -> dict:
             "ensemble_auc": round(float(roc_auc(y, np.mean(probs, 0))), 4)}
 
 
+def _machine(device: str) -> str:
+    """Where a model trained, in words: the GPU's name, or the CPU's core count."""
+    import os
+
+    import torch
+
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(torch.device(device))} (cuda)"
+    return f"cpu, {torch.get_num_threads()} threads of {os.cpu_count()} cores"
+
+
 def main() -> int:
     from bench_detectors import clips_per_second
 
@@ -144,6 +155,11 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=None,
                     help="train every family this many epochs, without a validation split (default: 40, early stopping)")
     ap.add_argument("--passes", type=int, default=3, help="times every training clip is stored (the extra ones augmented)")
+    ap.add_argument("--device", default="cpu", help="where the networks train: cpu or cuda")
+    ap.add_argument("--workers", type=int, default=1, help="processes computing features when a store is prepared")
+    ap.add_argument("--train-only", action="store_true",
+                    help="train (and record the training time) without evaluating; a later --reuse run, on another "
+                         "machine too, evaluates the models and times them there")
     args = ap.parse_args()
     if (opened := open_data(args.out, args.data)) is None:
         return 1
@@ -158,14 +174,20 @@ def main() -> int:
             tcfg = replace(tcfg, epochs=args.epochs, patience=args.epochs)
         store = out / f"store-{feats.kind}-{'x'.join(map(str, feats.shape))}"
         if not (store / "config.json").is_file():
-            prepare(recs, store, pcfg, source={"kind": "kaggle", "path": str(args.data)})
+            prepare(recs, store, pcfg, source={"kind": "kaggle", "path": str(args.data)}, workers=args.workers)
         previous = results.get(name, {})
         if args.reuse and (out / name / "model.onnx").is_file():
             model, train_s = out / name, previous.get("train_s", float("nan"))
         else:
             t0 = time.perf_counter()
-            model = train(store, out / name, tcfg, progress=False)
+            model = train(store, out / name, replace(tcfg, device=args.device), progress=False)
             train_s = time.perf_counter() - t0
+            previous = {**previous, "trained_on": _machine(args.device)}
+            if args.train_only:
+                results[name] = {**previous, "train_s": round(train_s, 1)}
+                results_path.write_text(json.dumps(results, indent=2))
+                print(f"{name}: trained in {train_s:.0f} s", file=sys.stderr)
+                continue
         report = evaluate_store(model, store, "test")
         row = {**previous, "train_s": round(train_s, 1), "test": report["conditions"],
                "clips_per_s": round(clips_per_second(model)[0], 1)}
@@ -182,9 +204,12 @@ def main() -> int:
 
     ref = results.get("detector-cnn", {}).get("clips_per_s")
     print("| model | test AUC | AP | F1 | accuracy | AUC at 10 dB | AUC at 0 dB | CV AUC (pooled; folds mean ± sd) "
-          "| clips/s | vs compact CNN |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+          "| clips/s | vs compact CNN | training |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|")
     for name, r in results.items():
+        if "test" not in r:
+            print(f"| {name} | trained, not evaluated yet (--reuse) |" + " |" * 9)
+            continue
         c = r["test"]["clean"]
         cv = r.get("cv")
         cv_text = f"{cv['pooled_auc']:.3f}; {cv['fold_auc_mean']:.3f} ± {cv['fold_auc_std']:.3f}" if cv else "-"
@@ -196,7 +221,7 @@ def main() -> int:
         ratio = f"{r['clips_per_s'] / ref:.2f}x" if ref else "-"
         print(f"| {name} | {c['roc_auc']:.3f} | {c['average_precision']:.3f} | {c['f1']:.3f} | {c['accuracy']:.3f} | "
               f"{r['test']['10 dB']['roc_auc']:.3f} | {r['test']['0 dB']['roc_auc']:.3f} | {cv_text} | "
-              f"{r['clips_per_s']:,.0f} | {ratio} |")
+              f"{r['clips_per_s']:,.0f} | {ratio} | {r['train_s'] / 60:.1f} min, {r.get('trained_on', 'this machine')} |")
     print(f"\nBeside them, {SEED_FIGURES}.")
     return 0
 

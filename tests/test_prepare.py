@@ -306,3 +306,16 @@ def test_a_stopped_species_crossval_goes_on_from_its_finished_folds(synth_corpus
     fold0 = [k for k, v in first["recording_probabilities"].items() if k in again["recording_probabilities"]]
     assert all(np.allclose(first["recording_probabilities"][k], again["recording_probabilities"][k], atol=1e-5)
                for k in fold0 if first["folds"][0]["recordings"])
+
+
+def test_prepare_in_worker_processes_writes_the_same_store(synth_corpus, small_cfg, tmp_path):
+    recs = load_watkins(synth_corpus)[:12]
+    prepare(recs, tmp_path / "one", small_cfg)
+    prepare(recs, tmp_path / "two", small_cfg, workers=2)
+    a, b = FeatureStore(tmp_path / "one"), FeatureStore(tmp_path / "two")
+    def rows(store):  # each run's `attempt` stamp aside
+        return [{k: v for k, v in r.items() if k != "attempt"} for r in store.rows]
+
+    assert rows(a) == rows(b) and len(a) > 12
+    idx = list(range(len(a)))
+    assert np.array_equal(a.batch(idx), b.batch(idx))

@@ -267,3 +267,29 @@ def test_distillation_teaches_the_student_the_teachers_description(synth_corpus,
 def history_rows(model):
     with open(model / "history.csv", newline="") as f:
         return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def test_an_unknown_or_missing_training_device_is_refused(synth_store, tmp_path):
+    import torch
+
+    from deepdive.errors import DeepdiveError
+    from deepdive.train import TrainConfig, train
+
+    with pytest.raises(DeepdiveError, match="not a torch device"):
+        train(synth_store, tmp_path / "a", TrainConfig(epochs=1, device="gpu0"), progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(DeepdiveError, match="no CUDA GPU"):
+            train(synth_store, tmp_path / "b", TrainConfig(epochs=1, device="cuda"), progress=False)
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_model_trained_on_a_gpu_is_a_cpu_bundle_that_ranks_as_well(synth_store, tmp_path):
+    """Runs where torch sees a GPU (not in CI): the same recipe as `synth_model`, trained on cuda."""
+    from deepdive.train import TrainConfig, train
+
+    out = train(synth_store, tmp_path / "gpu", TrainConfig(model="deepdive-resnet", epochs=20, patience=20, lr=3e-3,
+                                                            device="cuda"), progress=False)
+    card = json.loads((out / "card.json").read_text())
+    assert card["training"]["best_epoch"] >= 1
+    report = evaluate_store(out, synth_store, "test")
+    assert report["recording"]["accuracy"] >= 0.75  # as test_evaluation_well_above_chance asks of the CPU model

@@ -34,11 +34,13 @@ test are sliced once and never augmented.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -403,6 +405,7 @@ def prepare(
     on_error=None,
     source: dict | None = None,
     assignment: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> dict:
     """Split, slice, balance, augment and featurise `recordings` into the store at `out`.
 
@@ -411,7 +414,8 @@ def prepare(
 
     `progress(done, total, key)` is called after each recording; `on_error(key, message)` for a
     recording that cannot be read (it is skipped, the run goes on). Rerunning on the same folder
-    resumes: recordings already written are skipped. Returns the store's config dict.
+    resumes: recordings already written are skipped. `workers` processes compute the features (the
+    store is the same whatever their number). Returns the store's config dict.
     """
     cfg = cfg or PrepareConfig()
     if cfg.pad not in PADS:
@@ -484,54 +488,72 @@ def prepare(
     after: dict[str, float] = defaultdict(float)
     window_s = cfg.features.window_s
     feats = cfg.features
-    for i, r in enumerate(usable):
-        split = assignment[r.key]
-        passes = (cfg.source_passes.get(r.source, slices.get(r.label, 1))) if split == "train" else 1
-        n_windows = 0
-        if r.key not in already:
-            # a per-recording seed makes a resumed run write exactly what an uninterrupted one would
-            rng = np.random.default_rng([cfg.seed, i])
+    # windows wait here (audio, row, recording index) until a batch's features are computed, in
+    # `workers` processes; a recording's newest window stays until the next one (or its end) says
+    # whether it is the recording's last
+    pending: list[tuple[np.ndarray, dict, int]] = []
+    batch = 32 * max(1, workers)
 
-            def windows(rec=r, rng=rng, passes=passes):
-                for p in range(passes):
-                    sliced = cfg.shift == "slice" and (rec.duration_s or 0) >= window_s
-                    offset = p * window_s / passes if sliced else 0.0
-                    for start_s, y in iter_windows(rec, cfg, offset, rng):
-                        aug = ""
-                        if p > 0:
-                            info = {}
-                            if cfg.shift == "roll":
-                                info["shift"] = int(rng.integers(1, len(y)))
-                                y = time_shift(y, info["shift"])
-                            if mixer is not None and mixer.can_mix(rec.source) and rng.random() < cfg.mix_backgrounds:
-                                y, mixed = mixer(y, rec.source, rng)
-                                info.update(mixed)
-                            y, noise_gain = random_noise_and_gain(y, rng, cfg.snr_db, cfg.gain_db)
-                            aug = json.dumps({**info, **noise_gain}, separators=(",", ":"))
-                        yield feats.compute(y, feats.sr), start_s, aug
+    def write(pool, keep: int = 0) -> None:
+        todo = pending[: len(pending) - keep]
+        if not todo:
+            return
+        del pending[: len(todo)]
+        ys = [y for y, _, _ in todo]
+        if pool is None:
+            computed = [feats.compute(y, feats.sr) for y in ys]
+        else:
+            computed = pool.map(partial(_features, feats), ys, chunksize=max(1, len(ys) // (4 * workers)))
+        for feat, (_, row, _) in zip(computed, todo, strict=True):
+            writer.add(feat, row)
 
-            def row(start_s, aug, last, rec=r, split=split):
-                return {"key": rec.key, "label": rec.label, "split": split, "group": rec.group,
-                        "start_s": f"{start_s:.3f}", "augment": aug, "last": int(last)}
+    with _pool(workers) as pool:
+        for i, r in enumerate(usable):
+            split = assignment[r.key]
+            passes = (cfg.source_passes.get(r.source, slices.get(r.label, 1))) if split == "train" else 1
+            n_windows = 0
+            if r.key not in already:
+                # a per-recording seed makes a resumed run write exactly what an uninterrupted one would
+                rng = np.random.default_rng([cfg.seed, i])
 
-            # one window of lookahead marks the last; windows of a recording that fails midway stay
-            # unmarked, so readers ignore them and a rerun writes the recording again
-            held = None
-            try:
-                for item in windows():
-                    if held is not None:
-                        writer.add(held[0], row(held[1], held[2], False))
-                    held = item
-                    n_windows += 1
-                if held is not None:
-                    writer.add(held[0], row(held[1], held[2], True))
-            except AudioError as exc:
-                fail(r.key, str(exc))
-                n_windows = 0
-        if split == "train":
-            after[r.label] += n_windows * window_s if n_windows else durations[r.key] * passes
-        if progress:
-            progress(i + 1, len(usable), r.key)
+                def windows(rec=r, rng=rng, passes=passes):
+                    for p in range(passes):
+                        sliced = cfg.shift == "slice" and (rec.duration_s or 0) >= window_s
+                        offset = p * window_s / passes if sliced else 0.0
+                        for start_s, y in iter_windows(rec, cfg, offset, rng):
+                            aug = ""
+                            if p > 0:
+                                info = {}
+                                if cfg.shift == "roll":
+                                    info["shift"] = int(rng.integers(1, len(y)))
+                                    y = time_shift(y, info["shift"])
+                                if mixer is not None and mixer.can_mix(rec.source) and rng.random() < cfg.mix_backgrounds:
+                                    y, mixed = mixer(y, rec.source, rng)
+                                    info.update(mixed)
+                                y, noise_gain = random_noise_and_gain(y, rng, cfg.snr_db, cfg.gain_db)
+                                aug = json.dumps({**info, **noise_gain}, separators=(",", ":"))
+                            yield y, start_s, aug
+
+                # windows of a recording that fails midway and were written stay unmarked (no `last`), so
+                # readers ignore them and a rerun writes the recording again
+                try:
+                    for y, start_s, aug in windows():
+                        pending.append((y, {"key": r.key, "label": r.label, "split": split, "group": r.group,
+                                            "start_s": f"{start_s:.3f}", "augment": aug, "last": 0}, i))
+                        n_windows += 1
+                        if len(pending) > batch:
+                            write(pool, keep=1)
+                    if n_windows:
+                        pending[-1][1]["last"] = 1
+                except AudioError as exc:
+                    fail(r.key, str(exc))
+                    n_windows = 0
+                    pending[:] = [item for item in pending if item[2] != i]
+            if split == "train":
+                after[r.label] += n_windows * window_s if n_windows else durations[r.key] * passes
+            if progress:
+                progress(i + 1, len(usable), r.key)
+        write(pool)
     writer.flush()
 
     plotted = plot_class_durations(dict(train_dur), dict(after), out / "class_durations.png")
@@ -540,6 +562,21 @@ def prepare(
     config["plot"] = "class_durations.png" if plotted else None
     atomic_write_json(cfg_path, config)
     return config
+
+
+def _features(feats: FeatureConfig, y: np.ndarray) -> np.ndarray:
+    """One window's features (in a worker process of `prepare`)."""
+    return feats.compute(y, feats.sr)
+
+
+def _pool(workers: int):
+    """Processes computing features for `prepare`, or nothing for one (the features computed in line)."""
+    if workers <= 1:
+        return contextlib.nullcontext()
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def _background_mixer(recordings: list[Recording], assignment: dict[str, str], cfg: PrepareConfig) -> BackgroundMix | None:

@@ -46,6 +46,7 @@ class TrainConfig:
     outlier_share: float = 0.25  # outlier windows per batch, as a share of the batch size
     synthetic_outliers: int = 0  # outlier exposure also to this many windows of coloured noise (white to brown)
     threads: int = 0
+    device: str = "cpu"  # where the network trains: cpu, or a torch device such as cuda (the bundle is the same kind)
     model_options: dict = field(default_factory=dict)  # e.g. {"width": 0.25} for xception
     init: str = ""  # transfer learning: a bundle folder with model.pt, or a .pt state dict
     freeze_backbone: bool = False
@@ -196,13 +197,14 @@ def _teacher_targets(store: FeatureStore, cfg: TrainConfig, tr: list[int]) -> np
     return feats
 
 
-def _evaluate(model: nn.Module, store: FeatureStore, idx: list[int], y: np.ndarray, loss_fn, bs: int) -> tuple[float, float]:
+def _evaluate(model: nn.Module, store: FeatureStore, idx: list[int], y: np.ndarray, loss_fn, bs: int,
+              device: torch.device | None = None) -> tuple[float, float]:
     model.eval()
     total, correct, n = 0.0, 0, 0
     with torch.no_grad():
         for i in range(0, len(idx), bs):
-            xb = torch.from_numpy(store.batch(idx[i : i + bs]))
-            yb = torch.from_numpy(y[i : i + bs])
+            xb = torch.from_numpy(store.batch(idx[i : i + bs])).to(device)
+            yb = torch.from_numpy(y[i : i + bs]).to(device)
             out = model(xb)
             total += float(loss_fn(out, yb)) * len(yb)
             correct += int((out.argmax(1) == yb).sum())
@@ -346,7 +348,8 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
     y_va = np.array([index[store.rows[i]["label"]] for i in va], dtype=np.int64)
     counts = np.bincount(y_tr, minlength=len(labels)).astype(np.float64)
     weights = np.where(counts > 0, counts.sum() / (len(labels) * np.maximum(counts, 1)), 0.0)
-    weight_t = torch.tensor(weights, dtype=torch.float32) if cfg.class_weights else None
+    device = torch.device(cfg.device or "cpu")
+    weight_t = torch.tensor(weights, dtype=torch.float32, device=device) if cfg.class_weights else None
     loss_fn = nn.CrossEntropyLoss(weight=weight_t)
     eval_loss = nn.CrossEntropyLoss()  # validation loss unweighted: it picks the best epoch
 
@@ -366,8 +369,9 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
         model.eval()  # the probe must not move batch-norm statistics (each epoch sets training mode)
         with torch.no_grad():
             dim = model.forward_with_embedding(torch.zeros(2, *shape))[1].shape[1]
-        to_teacher = nn.Linear(dim, targets.shape[1])  # trained with the model, not exported
+        to_teacher = nn.Linear(dim, targets.shape[1]).to(device)  # trained with the model, not exported
         trainable += list(to_teacher.parameters())
+    model.to(device)  # the optimiser's parameters are the same tensors, moved
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * ((len(tr) + cfg.batch_size - 1) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.15)
@@ -418,6 +422,9 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
                     xin = torch.cat([xb, xo])
                 else:
                     xin = xb
+                xin, yb = xin.to(device), yb.to(device)
+                if cfg.mixup > 0:
+                    perm = perm.to(device)
                 if targets is not None:
                     both, emb = model.forward_with_embedding(xin)
                 else:
@@ -428,7 +435,7 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
                 else:
                     loss = loss_fn(logits, yb)
                 if targets is not None:  # the teacher's description of the (clean) windows, mixed as they were
-                    tb = torch.from_numpy(targets[[tr[i] for i in sel]])
+                    tb = torch.from_numpy(targets[[tr[i] for i in sel]]).to(device)
                     if cfg.mixup > 0:
                         tb = lam * tb + (1 - lam) * tb[perm]
                     distil = ((to_teacher(emb[: len(yb)]) - tb) ** 2).mean()
@@ -447,7 +454,7 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
             if targets is not None:  # the distillation's own loss (1: no better than the teacher's mean)
                 row["teacher_loss"] = run_teacher / max(seen, 1)
             if va:
-                row["val_loss"], row["val_acc"] = _evaluate(model, store, va, y_va, eval_loss, 64)
+                row["val_loss"], row["val_acc"] = _evaluate(model, store, va, y_va, eval_loss, 64, device)
             else:
                 row["val_loss"], row["val_acc"] = float("nan"), float("nan")
             row["lr"] = opt.param_groups[0]["lr"]
@@ -463,7 +470,7 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
             if epoch == stop_at or (not stop_at and epoch - max(best[1], warmup) >= cfg.patience):
                 break
     model.load_state_dict(best_state)
-    model.eval()
+    model.cpu().eval()  # exported and scored on the CPU, wherever it trained
     return model, history, best[1], monitor, transfer
 
 
@@ -473,6 +480,20 @@ def row_sources(store: FeatureStore) -> list[str] | None:
     if len({row.get("source") for row in store.config.get("split_report", [])}) < 2:
         return None
     return [row["group"].split("/", 1)[0] for row in store.rows]
+
+
+def _check_device(name: str) -> None:
+    """A device torch knows and has here (cpu always), else a DeepdiveError saying so."""
+    from .errors import DeepdiveError
+
+    try:
+        device = torch.device(name or "cpu")
+    except RuntimeError:
+        raise DeepdiveError(f"device '{name}': not a torch device; give cpu or cuda (cuda:1 for the second GPU)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeepdiveError(f"device '{name}': torch sees no CUDA GPU here (torch {torch.__version__}); train on cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise DeepdiveError(f"device '{name}': deepdive trains on cpu or cuda")
 
 
 def train(store_path: str | Path, out: str | Path, cfg: TrainConfig | None = None, progress: bool = True) -> Path:
@@ -485,6 +506,7 @@ def train(store_path: str | Path, out: str | Path, cfg: TrainConfig | None = Non
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    _check_device(cfg.device)
     store = FeatureStore(store_path)
     labels = store.labels
     if not store.indices("train"):

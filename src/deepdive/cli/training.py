@@ -127,6 +127,7 @@ def prepare(
     mix_backgrounds: Annotated[float, typer.Option(
         help="Several PATHs: probability that an augmented pass is mixed over another folder's noise clip")] = 0.0,
     seed: Annotated[int, typer.Option()] = 0,
+    workers: Annotated[int, typer.Option(help="Processes computing features (the store is the same for any number)")] = 1,
 ) -> None:
     """Split by encounter, slice, balance, augment and store features.
 
@@ -150,6 +151,8 @@ def prepare(
     try:
         if not 0 <= val_frac < 0.8:
             raise DeepdiveError(f"--val-frac {val_frac}: must be at least 0 and below 0.8")
+        if workers < 1:
+            raise DeepdiveError(f"--workers {workers}: give how many processes compute features, 1 or more")
         if kind is not Kind.raven and (audio_dir or label_column):
             raise DeepdiveError("--audio-dir and --label-column are for prepare raven")
         if positive and kind not in (Kind.raven, Kind.manifest):
@@ -209,7 +212,7 @@ def prepare(
         with Progress(transient=True) as bar:
             task = bar.add_task("preparing", total=len(recs))
             config = run(recs, out, cfg, progress=lambda d, t, k: bar.update(task, completed=d),
-                         on_error=lambda k, m: fail(m), source=source)
+                         on_error=lambda k, m: fail(m), source=source, workers=workers)
     except DeepdiveError as exc:
         fail(str(exc))
         raise typer.Exit(1) from None
@@ -266,6 +269,8 @@ def train(
     threshold_recall: Annotated[float | None, typer.Option(
         help="Detectors: the strictest threshold that still finds this share of the calls in those scores "
              "(default 0.9; 0: maximum F1)")] = None,
+    device: Annotated[str, typer.Option(
+        help="Where the network trains: cpu, or cuda with a GPU torch can use (the bundle runs on the CPU either way)")] = "cpu",
 ) -> None:
     """Train a species model or a detector on a prepared store and export model.onnx + card.json."""
     try:
@@ -300,7 +305,7 @@ def train(
                                     outliers=str(outliers) if outliers else "", synthetic_outliers=synthetic_outliers,
                                     teacher=str(teacher) if teacher else "", teacher_weight=teacher_weight,
                                     teacher_dims=teacher_dims, threshold_folds=folds, threshold_recall=recall,
-                                    novelty_threshold=novelty_threshold))
+                                    novelty_threshold=novelty_threshold, device=device))
     except DeepdiveError as exc:
         fail(str(exc))
         raise typer.Exit(1) from None
