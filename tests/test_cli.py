@@ -157,6 +157,8 @@ BAD_CASES = [
      "cannot write the submission"),
     ("novelty-threshold-2", ["train", "{d}/watkins", "--out", "{d}/m", "--novelty-threshold", "2"], 1,
      "give a novelty from 0 to 1"),
+    ("train-device-unknown", ["train", "{d}/watkins", "--out", "{d}/m", "--device", "gpu0"], 1, "not a torch device"),
+    ("prepare-workers-0", ["prepare", "watkins", "{d}/watkins", "--out", "{d}/s3", "--workers", "0"], 1, "--workers 0"),
     ("unknown-species", ["prepare", "watkins", "{d}/watkins", "--out", "{d}/s1", "--species", "Unicorn"], 1,
      "--species Unicorn: not in this dataset; it holds"),
     ("unknown-family", ["prepare", "watkins", "{d}/watkins", "--out", "{d}/s2", "--family", "Dragons"], 1,

@@ -482,7 +482,7 @@ def row_sources(store: FeatureStore) -> list[str] | None:
     return [row["group"].split("/", 1)[0] for row in store.rows]
 
 
-def _check_device(name: str) -> None:
+def check_device(name: str) -> None:
     """A device torch knows and has here (cpu always), else a DeepdiveError saying so."""
     from .errors import DeepdiveError
 
@@ -506,7 +506,7 @@ def train(store_path: str | Path, out: str | Path, cfg: TrainConfig | None = Non
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    _check_device(cfg.device)
+    check_device(cfg.device)
     store = FeatureStore(store_path)
     labels = store.labels
     if not store.indices("train"):

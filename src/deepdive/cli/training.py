@@ -285,6 +285,9 @@ def train(
 
         if not 0 <= novelty_threshold <= 1:
             raise DeepdiveError(f"--novelty-threshold {novelty_threshold}: give a novelty from 0 to 1")
+        from ..train import check_device
+
+        check_device(device)
         config = FeatureStore(store).config
         task = config.get("task", "species")
         embedding = store_features(config["prepare"]).get("kind") == "birdnet"
