@@ -46,7 +46,7 @@ class TrainConfig:
     outlier_share: float = 0.25  # outlier windows per batch, as a share of the batch size
     synthetic_outliers: int = 0  # outlier exposure also to this many windows of coloured noise (white to brown)
     threads: int = 0
-    device: str = "cpu"  # where the network trains: cpu, or a torch device such as cuda (the bundle is the same kind)
+    device: str = "cpu"  # where the network trains: cpu or cuda (the bundle it exports runs on the CPU either way)
     model_options: dict = field(default_factory=dict)  # e.g. {"width": 0.25} for xception
     init: str = ""  # transfer learning: a bundle folder with model.pt, or a .pt state dict
     freeze_backbone: bool = False
