@@ -313,6 +313,7 @@ def test_prepare_in_worker_processes_writes_the_same_store(synth_corpus, small_c
     prepare(recs, tmp_path / "one", small_cfg)
     prepare(recs, tmp_path / "two", small_cfg, workers=2)
     a, b = FeatureStore(tmp_path / "one"), FeatureStore(tmp_path / "two")
+
     def rows(store):  # each run's `attempt` stamp aside
         return [{k: v for k, v in r.items() if k != "attempt"} for r in store.rows]
 
