@@ -179,8 +179,8 @@ def per_tape(result: dict, threshold: float) -> list[dict]:
             species.setdefault(str(r.get("tape", "")), set()).add(r.get("species", ""))
     probs = np.array(result["probabilities"]["clean"])
     truth = np.array(result["truth"])
-    mine = np.array([source_of_clip(k) == "tapes" for k in result["clips"]])
     tapes = np.array([tape_of.get(Path(k).name, "?") if source_of_clip(k) == "tapes" else "" for k in result["clips"]])
+    mine = tapes != ""
     rows = []
     for tape in sorted(set(tapes[mine])):
         at = mine & (tapes == tape)
