@@ -19,6 +19,10 @@ that its model heard.
   source, clean and with noise: what `make detector` reports.
 
     .venv/bin/python benchmarks/cross_source.py [--train buoys tapes both] [--recipe cnn] [--reuse] [--fixed]
+        [--seed 1] [--device cuda] [--folds 2,3 [--data DIR]]   # some folds elsewhere (a GPU machine); a last run reads them
+
+A fold's saved result is stamped with its clips' paths, so folds trained on another machine are read
+back only if the data lay at the same path there (`--data`); `--seed N` runs go to RECIPE-TRAIN-sN.
 
 Every run's out-of-fold probabilities go to runs/cross-source/RECIPE-TRAIN.json (`--reuse` reads them
 instead of training again; a run that was stopped goes on from its last finished fold, saved as
@@ -77,8 +81,11 @@ def load(which: str):
     return load_datasets("kaggle", [str(p) for p in paths])
 
 
-def run_matrix_row(train_on: str, recipe: str, out: Path, reuse: bool) -> dict:
-    """Cross-validation of `recipe` trained on `train_on`; the other source (if any) scored whole."""
+def run_matrix_row(train_on: str, recipe: str, out: Path, reuse: bool, device: str = "cpu",
+                   only: set[int] | None = None, seed: int = 0) -> dict | None:
+    """Cross-validation of `recipe` trained on `train_on`; the other source (if any) scored whole.
+    `only`: train these folds alone and save them (None returned): a last run without it reads them.
+    `seed`: the networks' seed (the folds stay those of seed 0), for the spread over seeds."""
     from deepdive.crossval import crossval_detector
     from deepdive.datasets import load_datasets
 
@@ -88,12 +95,14 @@ def run_matrix_row(train_on: str, recipe: str, out: Path, reuse: bool) -> dict:
         recipe = next(name for name, (p, t) in recipes().items()
                       if t == tcfg and p == replace(prep, mix_backgrounds=0.0))
         prep = replace(prep, mix_backgrounds=0.0)
-    path = out / f"{recipe}-{train_on}.json"
+    tag = f"{recipe}-{train_on}" + (f"-s{seed}" if seed else "")
+    path = out / f"{tag}.json"
     if reuse and path.is_file():
         return json.loads(path.read_text())
     recs = load(train_on)
     present = {r.source for r in recs}
     prep = replace(prep, source_passes={k: v for k, v in prep.source_passes.items() if k in present})
+    tcfg = replace(tcfg, device=device)
     if train_on == "both":
         other = []
     else:
@@ -101,11 +110,13 @@ def run_matrix_row(train_on: str, recipe: str, out: Path, reuse: bool) -> dict:
         other = load_datasets("kaggle", [str(other_dir)])
     # with both sources, every recording's group is prefixed by its folder: folds within each source
     # are then those the source gets alone (group_folds deals each source on its own)
-    result = crossval_detector(recs, out / f"work-{recipe}-{train_on}", prep, tcfg, k=5, seed=0, resume=True,
-                               also_score=other,
+    result = crossval_detector(recs, out / f"work-{tag}", prep, tcfg, k=5, seed=0, resume=True,
+                               also_score=other, only=only, train_seed=seed or None,
                                progress=lambda i, k, f: print(f"  {recipe}/{train_on}: fold {i}/{k} AUC {f['roc_auc']}"
                                                               + (f", other source {f['also_roc_auc']}" if "also_roc_auc" in f else ""),
                                                               file=sys.stderr))
+    if only is not None:
+        return None
     result["recipe"] = recipe
     result["train_on"] = train_on
     path.write_text(json.dumps(result))
@@ -201,6 +212,7 @@ def fmt(c: dict) -> str:
 
 
 def main() -> int:
+    global BUOYS, TAPES
     from deepdive.bundle import resolve
 
     ap = argparse.ArgumentParser()
@@ -211,16 +223,27 @@ def main() -> int:
     ap.add_argument("--threshold", type=float, default=None, help="default: the bundled detector's")
     ap.add_argument("--fixed", action="store_true", help="also the bundle on its card's fixed test split")
     ap.add_argument("--model", default=None, help="with --fixed: a bundle folder (default: the bundled detector)")
+    ap.add_argument("--data", default=None, help=f"the folder holding {BUOYS.name}/ and {TAPES.name}/ (default: {SHARED})")
+    ap.add_argument("--device", default="cpu", help="where the networks train: cpu, or cuda")
+    ap.add_argument("--seed", type=int, default=0, help="the networks' seed (the folds stay the same)")
+    ap.add_argument("--folds", default="", help="train only these folds (e.g. 2,3) and stop, as one of several "
+                    "processes or machines; a last run without it reads every saved fold and prints")
     args = ap.parse_args()
+    if args.data:
+        BUOYS, TAPES = Path(args.data) / BUOYS.name, Path(args.data) / TAPES.name
     if not (BUOYS / "train.csv").is_file() or not (TAPES / "train.csv").is_file():
         print(f"needs {BUOYS} and {TAPES}", file=sys.stderr)
         return 1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     threshold = args.threshold if args.threshold is not None else resolve(None, "detection").threshold
-    results = {t: run_matrix_row(t, args.recipe, out, args.reuse) for t in args.train}
+    only = {int(f) for f in args.folds.split(",")} if args.folds else None
+    results = {t: run_matrix_row(t, args.recipe, out, args.reuse, args.device, only, args.seed) for t in args.train}
+    if only is not None:
+        print(f"folds {sorted(only)} saved under {out}; run again without --folds for the tables")
+        return 0
 
-    print(f"\nRecipe `{args.recipe}`; precision, recall and F1 at threshold {threshold:g}.\n")
+    print(f"\nRecipe `{args.recipe}`" + (f", seed {args.seed}" if args.seed else "") + f"; precision, recall and F1 at threshold {threshold:g}.\n")
     print("| trained on | tested on | clips | how | ROC AUC | AP | accuracy | precision | recall | F1 |")
     print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for t, res in results.items():
@@ -249,7 +272,7 @@ def main() -> int:
             for r in sorted(per_tape(res, threshold), key=lambda r: (r["label"], r["auc_against_other_label"])):
                 print(f"| {r['tape']} | {r['species']} | {r['label']} | {r['clips']} | {r['median']:.2f} | "
                       f"{r['over']:.2f} | {r['auc_against_other_label']:.2f} |")
-    (out / f"{args.recipe}-summary.json").write_text(json.dumps(
+    (out / f"{args.recipe}{f'-s{args.seed}' if args.seed else ''}-summary.json").write_text(json.dumps(
         {t: {s: cell(r, s, threshold) for s in ("buoys", "tapes")} for t, r in results.items()}, indent=1))
     if args.fixed:
         fixed = fixed_split(args.model)

@@ -3,6 +3,7 @@ train, evaluate (AUC, noise robustness), detect from Python and the CLI, the sub
 
 import csv
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -414,6 +415,14 @@ def test_a_stopped_crossval_goes_on_from_its_finished_folds(synth_kaggle, tmp_pa
     crossval_detector(recs, tmp_path, detection_cfg(), TrainConfig(model="detector-cnn", epochs=2, patience=2), k=2,
                       snrs_db=(10.0,), resume=True)
     assert len(trained) == 3
+    # folds shared between processes or machines: `only` trains those alone; a GPU-trained fold
+    # (another device) is read by a run on the CPU
+    shared = tmp_path / "shared"
+    crossval_detector(recs, shared, detection_cfg(), tcfg, k=2, snrs_db=(10.0,), resume=True, only={1})
+    assert len(trained) == 4 and not (shared / "fold0.json").exists() and (shared / "fold1.json").exists()
+    whole = crossval_detector(recs, shared, detection_cfg(), replace(tcfg, device="cuda"), k=2, snrs_db=(10.0,),
+                              resume=True, only={1})
+    assert len(trained) == 4 and [f["fold"] for f in whole["folds"]] == [1]  # read back, fold 0 left out
 
 
 def test_a_saved_fold_outlives_an_option_added_at_its_default():

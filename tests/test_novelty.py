@@ -216,3 +216,8 @@ def test_threshold_chosen_on_out_of_fold_novelties():
     t = threshold_for(shifted, 0.90)
     assert 0.96 < t < 1.0 and np.mean(shifted <= t) >= 0.90
     assert threshold_for([], 0.9) == DEFAULT_KEEP and threshold_for([np.inf, 0.5], 0.9) == DEFAULT_KEEP
+    # 8% lie beyond every reference (novelty 1): keeping 95% is out of reach below 1, and 1 flags
+    # nothing; the threshold is the largest novelty below 1, which flags exactly those 8%
+    saturated = np.concatenate([np.linspace(0.0, 0.97, 92), np.ones(8)])
+    t = threshold_for(saturated, 0.95)
+    assert t == pytest.approx(0.97) and np.mean(saturated > t) == pytest.approx(0.08)

@@ -7,6 +7,7 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import RIGHTWHALE, WATKINS
@@ -135,8 +136,6 @@ def test_bundled_model_says_none_of_these_for_buoy_noise(watkins):
     """The bundled species model's novelty fit, on real recordings: its test split (encounters it
     never trained on) stays mostly known, the buoy noise of the challenge clips is flagged. (The
     full open-set figures, with species it never learnt and synthetic noise: benchmarks/open_set.py.)"""
-    import numpy as np
-
     from conftest import SHARED
     from deepdive import classify
     from deepdive.bundle import resolve
@@ -149,8 +148,8 @@ def test_bundled_model_says_none_of_these_for_buoy_noise(watkins):
     assign, _ = split_by_encounter(mine, prep["val_frac"], prep["test_frac"], prep["seed"], prep["fallback_split"])
     test = [r for r in mine if assign[r.key] == "test"]
     known = [classify(r.path).known for r in test]
-    # the threshold keeps 95% of validation recordings known; on the test split of the 21-species bundle
-    # 84% (the later block of Melon Headed Whale cuts is mostly flagged), of the 16-species one 93%
+    # the threshold keeps most validation recordings known; on the test split of the 21-species bundle
+    # 88% (the later block of Melon Headed Whale cuts is mostly flagged), of the 16-species one 93%
     assert np.mean(known) >= 0.8
     buoys = SHARED / "rightwhalecalls"
     if not (buoys / "train.csv").is_file():
@@ -195,6 +194,13 @@ def test_rightwhale_loader_and_tape_split(rightwhale):
     assert all(row["test_recordings"] > 0 and row["val_recordings"] > 0 for row in report)
 
 
+def _auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Hanley & McNeil (1982): the standard error of a ROC AUC from that many positives and negatives."""
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    var = (auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)) / (positives * negatives)
+    return float(np.sqrt(max(var, 0.0)))
+
+
 def test_bundled_detector_on_the_shared_test_split():
     """The bundled detector's card figures reproduce on the test split of each source it was trained on
     (clips and tapes it never heard), and its split is the one its card records."""
@@ -227,7 +233,12 @@ def test_bundled_detector_on_the_shared_test_split():
         mine, theirs = got_by_source[source], card["by_source"][source]
         assert mine["clean"]["n"] == theirs["clean"]["n"]
         assert mine["clean"]["roc_auc"] == pytest.approx(theirs["clean"]["roc_auc"], abs=0.01)
-        assert mine["10 dB"]["roc_auc"] == pytest.approx(theirs["10 dB"]["roc_auc"], abs=0.03)
+        # the noisy figures depend on the noise drawn (the card's came from the store's windows): within
+        # 0.03, or two standard errors of the card's AUC where the source has few clips (Hanley & McNeil;
+        # the tapes' 31 test clips hold 13 calls, an AUC there moves by about 0.05 from draw to draw)
+        noisy = theirs["10 dB"]
+        se = _auc_standard_error(noisy["roc_auc"], noisy["positives"], noisy["n"] - noisy["positives"])
+        assert mine["10 dB"]["roc_auc"] == pytest.approx(noisy["roc_auc"], abs=max(0.03, 2 * se))
         assert mine["clean"]["roc_auc"] > 0.8  # chance is 0.5
         # at the card's threshold, the same calls are found, within one percent of them (one call at least)
         calls = theirs["clean"]["positives"]

@@ -88,7 +88,7 @@ def test_file_and_array_agree_and_short_files_are_padded(tmp_path):
     np.testing.assert_allclose(s1, s2)
     np.testing.assert_allclose(p1, p2, atol=1e-4)
     starts, feats = _windows(y[:4000], bundle, 1.0, sr=4000)  # 1 s: one mirrored window, as detect does
-    assert len(starts) == 1 and feats.shape == (1, 129, 126)
+    assert len(starts) == 1 and feats.shape == (1, *bundle.card["input"]["shape"][1:])  # (1, 65, 126) at 0-500 Hz
 
 
 def test_prefetched_keeps_order_raises_in_the_caller_and_stops_early():

@@ -103,7 +103,12 @@ def test_detect_and_scan_match_the_python_api(client, recording):
     sp = client.post("/api/scan?model=species&threshold=0", files=upload(recording)).json()["files"][0]["events"]
     # threshold 0: every window the species model finds known makes an event (a synthetic right-whale
     # recording at 2 kHz sounds like none of its species, so there may be none); the same as the API's
-    assert sp == json.loads(json.dumps(deepdive.scan(recording, model="species", threshold=0)))
+    # (the same events; their scores within 1e-3: scanned from a worker thread, the 8-bit species model's
+    # probabilities can differ from the main thread's in the fifth decimal when BLAS has several threads)
+    api = json.loads(json.dumps(deepdive.scan(recording, model="species", threshold=0)))
+    assert [{k: v for k, v in e.items() if k not in ("peak", "mean")} for e in sp] == \
+        [{k: v for k, v in e.items() if k not in ("peak", "mean")} for e in api]
+    assert all(a[k] == pytest.approx(b[k], abs=1e-3) for a, b in zip(sp, api, strict=True) for k in ("peak", "mean"))
     assert {e["label"] for e in sp} <= set(client.get("/api/models").json()["models"][0]["labels"])
 
 

@@ -43,6 +43,7 @@ def crossval_detector(
     train_subset=None,
     also_score: list[Recording] | None = None,
     resume: bool = False,
+    only: set[int] | None = None,
 ) -> dict:
     """Train and test `k` detectors on group folds; returns pooled and per-fold metrics.
 
@@ -57,7 +58,8 @@ def crossval_detector(
 
     Each finished fold is written to `work/foldI.json`; with `resume`, a fold whose file is there (and
     was made with the same folds, configs and clips) is read instead of trained again, so a run of
-    hours that is stopped goes on where it stopped."""
+    hours that is stopped goes on where it stopped. `only`: train only these folds (others are read if
+    saved, else left out), so that processes, or machines, can share the folds of one run."""
     from .train import train
 
     work = Path(work)
@@ -88,6 +90,8 @@ def crossval_detector(
                 if progress:
                     progress(i + 1, k, per_fold[-1])
                 continue
+        if only is not None and i not in only:
+            continue
         fold_recs = recordings
         if train_subset is not None:
             kept = {r.key for r in train_subset(i, [r for r in recordings if r.key not in held])}
@@ -198,9 +202,13 @@ def _set_fields(cfg) -> str:
 
 
 def _fold_stamp(i, k, seed, train_seed, prep_cfg, train_cfg, test_keys, n, also_clips) -> str:
-    """What a fold's result depends on, hashed: a saved fold is reused only if this matches."""
+    """What a fold's result depends on, hashed: a saved fold is reused only if this matches. Where the
+    network trained (`device`) is left out: a fold trained on a GPU is read by a run on the CPU."""
+    import dataclasses
     import hashlib
 
+    if dataclasses.is_dataclass(train_cfg) and any(f.name == "device" for f in dataclasses.fields(train_cfg)):
+        train_cfg = replace(train_cfg, device="cpu")
     parts = [i, k, seed, train_seed, _set_fields(prep_cfg), _set_fields(train_cfg), sorted(test_keys), n, also_clips]
     return hashlib.sha1(json.dumps(parts, default=str).encode()).hexdigest()
 

@@ -225,10 +225,19 @@ def score_split(bundle, store, split: str = "test") -> dict[str, float]:
 
 def threshold_for(novelties, keep: float) -> float:
     """The novelty threshold that keeps `keep` of these known-species recordings known (e.g. out-of-
-    fold novelties from cross-validation): their `keep` quantile, at least the default."""
+    fold novelties from cross-validation): their `keep` quantile, at least the default. Novelty stops
+    at 1 (further than every validation recording): where more than 1 - `keep` of them are there, no
+    threshold below 1 keeps `keep` known, and 1 would flag nothing; the threshold is then the largest
+    novelty below 1 among them, which keeps all it can and flags only those beyond every reference."""
     v = np.sort(np.asarray(list(novelties), dtype=np.float64))
     v = v[np.isfinite(v)]
-    return float(max(DEFAULT_KEEP, np.quantile(v, keep))) if len(v) else DEFAULT_KEEP
+    if not len(v):
+        return DEFAULT_KEEP
+    q = float(np.quantile(v, keep))
+    if q >= 1.0:
+        below = v[v < 1.0]
+        q = float(below[-1]) if len(below) else DEFAULT_KEEP
+    return max(DEFAULT_KEEP, q)
 
 
 def held_out_validation(bundle, store, va: list[int]) -> tuple[dict[str, list[int]], set[str]]:
