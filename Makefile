@@ -56,12 +56,13 @@ test: $(VENV)/.installed-dev browser $(BIRDNET)
 BUOYS ?= ../shared/data/rightwhalecalls
 TAPES ?= ../shared/data/rightwhale2k
 
-# Rebuild the bundled species model from $(WATKINS) (about 45 minutes on 2 cores): deepdive-resnet-fast,
+# Rebuild the bundled species model from $(WATKINS) (about 11 minutes on 2 cores): deepdive-resnet-fast,
 # the network that benchmarks/leave_gear_out.py cross-validates. Against learning the recorder: a network
 # that sees each band only relative to its mean over the window (--centred-only; the random-recorder
 # augmentation was dropped: without it, 0.451 top-1 on unheard encounters against 0.371, the same top-1
-# on unheard recorders, 0.271 against 0.265, and 0.06 less top-3 there; docs/species.md); against naming noise: outlier exposure to the buoys' noise clips and to
-# coloured noise. Cornell's licence travels with it.
+# on unheard recorders, 0.271 against 0.265, and 0.06 less top-3 there; docs/species.md); against
+# naming noise: outlier exposure to the buoys' noise clips and to coloured noise. Cornell's licence
+# travels with it.
 # --novelty-threshold 0.99: chosen in cross-validation over encounters (leave_gear_out.py with this recipe,
 # novelty.threshold_for): 5% of the known-species cuts of unheard encounters lie beyond every validation
 # recording, so no threshold below 1 keeps 95% known; 0.99 keeps the other 95% known (94.6% in all).
