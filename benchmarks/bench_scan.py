@@ -9,6 +9,9 @@ files, scanned with one process and with --workers 2 (process start and model lo
 a folder of short cuts (the Watkins cuts) scanned side by side against one at a time.
 
     .venv/bin/python benchmarks/bench_scan.py [--tmp DIR]
+
+`--compare DIR ...`: only the species scan of the 1 h file at 32 kHz (int8), the bundled species model
+against each of these model folders, alternating, two rounds (each scan in a fresh process).
 """
 
 from __future__ import annotations
@@ -71,7 +74,11 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tmp", default=None)
     ap.add_argument("--cuts", default=None, help="a folder of short cuts (default: ../shared/data/watkins)")
+    ap.add_argument("--compare", nargs="+", default=None, metavar="DIR",
+                    help="only the 1 h species scan, the bundle against these model folders, alternating")
     args = ap.parse_args()
+    if args.compare:
+        return compare(args.compare, args.tmp)
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         cases = [("detector", "rightwhale", 2000, 1.0, "fp32"), ("detector", "rightwhale", 2000, 10.0, "fp32"),
                  ("species, fp32", "species", 32000, 1.0, "fp32"), ("species, int8", "species", 32000, 1.0, "int8"),
@@ -100,6 +107,19 @@ def main() -> int:
             s = scan_files([folder], Path(tmp) / f"out{workers}", workers=workers)
             print(f"| --workers {workers} | {s['seconds']:.1f} | {s['times_real_time']:,.0f}x |", flush=True)
         short_cuts(Path(tmp), args.cuts)
+    return 0
+
+
+def compare(models: list[str], tmp_dir: str | None) -> int:
+    with tempfile.TemporaryDirectory(dir=tmp_dir) as tmp:
+        path = Path(tmp) / "1h_32000.wav"
+        write_long(path, 32000, 1.0)
+        print("| round | model | seconds | times real time | peak RSS |\n|---:|---|---:|---:|---:|")
+        for round_no in range(2):
+            for model in ["species", *models]:
+                r = run(path, model, "int8")
+                print(f"| {round_no} | {model} | {r['seconds']:.1f} | {3600 / r['seconds']:,.0f}x | {r['peak_rss_mb']:.0f} MB |",
+                      flush=True)
     return 0
 
 

@@ -221,3 +221,84 @@ def test_threshold_chosen_on_out_of_fold_novelties():
     saturated = np.concatenate([np.linspace(0.0, 0.97, 92), np.ones(8)])
     t = threshold_for(saturated, 0.95)
     assert t == pytest.approx(0.97) and np.mean(saturated > t) == pytest.approx(0.08)
+
+
+def _mel_windows(y, sr=32000):
+    from deepdive.features import MelConfig
+    from deepdive.windows import centre_pad
+
+    cfg = MelConfig()
+    n = cfg.window_samples
+    return np.stack([cfg.compute(centre_pad(y[i : i + n], n, False)[0], sr) for i in range(0, len(y), n)])
+
+
+def test_salience_tells_a_sound_event_from_stationary_noise_of_any_colour_or_level():
+    """`salience`: stationary noise (white, brown, hum, near-silence) rises only 5-6.5 dB above its
+    median by chance in any band; a call at 10 dB SNR rises far further; the zeros padding a short
+    recording do not count as background; a window with almost no sound is not judged (inf)."""
+    from deepdive import synth
+    from deepdive.novelty import no_sound, salience
+
+    rng = np.random.default_rng(0)
+    sr, n = 32000, 10 * 32000
+    t = np.arange(n) / sr
+    brown = np.cumsum(rng.standard_normal(n))
+    brown -= np.convolve(brown, np.ones(200) / 200, "same")
+    noises = {"white": 0.1 * rng.standard_normal(n), "brown": 0.3 * brown / np.abs(brown).max(),
+              "hum": 0.3 * np.sin(2 * np.pi * 60 * t) + 0.05 * rng.standard_normal(n),
+              "near-silence": 1e-5 * rng.standard_normal(n), "short white": 0.1 * rng.standard_normal(sr)}
+    for name, y in noises.items():
+        s = salience(_mel_windows(y))
+        assert np.all(s < 6.6), (name, s)
+    for kind in ("upcall", "whistle", "clicks"):
+        s = salience(_mel_windows(synth.recording(kind, sr, 5.0, rng, snr_db=10, n_calls=1)))
+        assert s.max() > 9.0, (kind, s)
+    tiny = _mel_windows(0.1 * rng.standard_normal(1000))  # 31 ms: fewer than 8 frames of sound
+    assert np.isinf(salience(tiny)).all() and not no_sound(tiny, 6.8).any()
+    assert no_sound(_mel_windows(np.zeros(5 * sr))).all()  # digital silence, with or without a gate
+
+
+def test_the_gate_keeps_its_share_and_a_recording_is_judged_on_its_windows_with_sound(tmp_path):
+    """gate_for keeps 99% of known recordings with a window at or above it. The novelty of a recording
+    is over its windows with sound (NaN embeddings: no sound event); none at all is novelty 1; the
+    reference distances leave those windows out; the gate is saved with the fit."""
+    from deepdive.novelty import gate_for
+
+    rng = np.random.default_rng(4)
+    recs = [np.full((2, 1, 4, 20), -40.0) + rng.normal(0, 1, (2, 1, 4, 20)) for _ in range(100)]
+    for i, r in enumerate(recs):
+        r[0, 0, i % 4, :5] += 5 + 0.2 * i  # one event per recording, 5 to 25 dB above the rest
+    from deepdive.novelty import salience
+
+    loudest = np.array([salience(r).max() for r in recs])
+    g = gate_for(recs)
+    assert np.mean(loudest >= g) >= 0.99 and np.mean(loudest >= g) < 1.0
+    x, y, centres = _clusters(rng)
+    held = [centres[k % 3] + 0.3 * rng.standard_normal((4, x.shape[1])) for k in range(60)]
+    gated = [np.vstack([h, np.full((3, x.shape[1]), np.nan)]) for h in held]  # three windows without sound
+    plain, with_gaps = fit(x, y, 3, held, 0.9), fit(x, y, 3, gated, 0.9, gate=6.5)
+    assert np.allclose(plain.recording_ref, with_gaps.recording_ref) and np.allclose(plain.window_ref, with_gaps.window_ref)
+    assert with_gaps.recording(gated[0]) == pytest.approx(plain.recording(held[0]))  # judged on its 4 windows with sound
+    assert with_gaps.recording(np.full((3, x.shape[1]), np.nan)) == 1.0
+    with_gaps.save(tmp_path / "g.npz")
+    assert Novelty.load(tmp_path / "g.npz").gate == pytest.approx(6.5)
+    assert Novelty.load(tmp_path / "g.npz").no_sound(_mel_windows(0.1 * rng.standard_normal(5 * 32000))).all()
+
+
+def test_the_bundled_species_model_says_none_of_these_for_stationary_noise():
+    """The bundle's gate (in its card): white noise, a ship's hum and near-silence, none of which the
+    issue's user wants named a species, are none of these, and a scan makes no species event of them;
+    a recording with a call in its last window stays judged on that window."""
+    import deepdive
+    from deepdive.bundle import resolve
+
+    b = resolve(None, "species")
+    assert b.card["novelty"]["gate_db"] == pytest.approx(b.novelty.gate, abs=1e-3) and 5.0 < b.novelty.gate < 9.0
+    rng = np.random.default_rng(7)
+    sr = 32000
+    t = np.arange(20 * sr) / sr
+    for y in (0.1 * rng.standard_normal(20 * sr), 0.3 * np.sin(2 * np.pi * 80 * t) + 0.05 * rng.standard_normal(len(t)),
+              1e-5 * rng.standard_normal(20 * sr)):
+        r = deepdive.classify(y.astype(np.float32), sr=sr)
+        assert r.known is False and r.novelty == 1.0
+        assert deepdive.scan(y.astype(np.float32), model="species", threshold=0.0, sr=sr) == []

@@ -256,7 +256,7 @@ class Bundle:
         session = self.session_with(threads or env_threads())
         outputs = [o.name for o in session.get_outputs()]
         if "embedding" not in outputs:
-            return self.predict(feats, batch_size, threads), _silent_nan(feats, self.embed(feats, batch_size))
+            return self.predict(feats, batch_size, threads), _silent_nan(feats, self.embed(feats, batch_size), self.novelty.gate)
         name = session.get_inputs()[0].name
         runs = [session.run([outputs[0], "embedding"], {name: feats[i : i + batch_size]})
                 for i in range(0, len(feats), batch_size)]
@@ -264,18 +264,21 @@ class Bundle:
         emb = np.concatenate([r[1] for r in runs]) if runs else np.zeros((0, 0), np.float32)
         if not np.isfinite(logits).all():
             raise ModelError(f"{self.path.name}: the model gave no finite score for this audio; check the file's samples")
-        return softmax(logits / self.temperature), _silent_nan(feats, emb)
+        return softmax(logits / self.temperature), _silent_nan(feats, emb, self.novelty.gate)
 
     def detect(self, feats: np.ndarray, batch_size: int = 16, threads: int | None = None) -> np.ndarray:
         """A detector's probability of the positive class for each window, shape (n,)."""
         return self.predict(feats, batch_size, threads)[:, self.positive_index]
 
 
-def _silent_nan(feats: np.ndarray, emb: np.ndarray) -> np.ndarray:
-    """The embeddings, NaN for windows whose features are flat: digital silence (or samples below the
-    spectrogram's floor) carries no sound at all, and the novelty fit takes a NaN embedding as
-    infinitely far from every species."""
-    flat = np.ptp(np.asarray(feats).reshape(len(feats), -1), axis=1) == 0
+def _silent_nan(feats: np.ndarray, emb: np.ndarray, gate: float = -np.inf) -> np.ndarray:
+    """The embeddings, NaN for windows without sound: flat features (digital silence, or samples below
+    the spectrogram's floor) and, with the novelty fit's gate, windows in which no band rises above its
+    background further than stationary noise does (`novelty.no_sound`). The novelty fit takes a NaN
+    embedding as infinitely far from every species."""
+    from .novelty import no_sound
+
+    flat = no_sound(feats, gate)
     if flat.any():
         emb = np.array(emb, dtype=np.float32)
         emb[flat] = np.nan

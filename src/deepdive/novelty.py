@@ -14,6 +14,14 @@ species recordings of unheard encounters stay known). Windows of a scan are judg
 against validation windows. A window whose features are flat (digital silence: no sound at all) is
 infinitely far from every species: novelty 1.
 
+"No sound event" gate (log-mel models): a window in which no band rises above its own background
+further than stationary noise does by chance (`salience`: the 95th percentile of a band's level over
+the window's frames minus its median, the largest over the bands) holds nothing to name: it is
+treated as no sound at all. White, brown, pink noise, a ship-like hum or near-silence, at any level, rise 5-6.5 dB by
+chance; calls, click trains or a passing ship rise further. The gate is the salience that keeps 99% of
+the validation recordings (their loudest window) known (`GATE_KEEP`), stored with the fit. A
+recording's distance is the mean over its windows that pass the gate; one with none is novelty 1.
+
 In a prototype on the 16-species model (`benchmarks/open_set.py` measures the product), this
 distance separated known-species test cuts from 5 species the model never learnt, buoy noise and
 synthetic noise better than the softmax's top probability, the energy score, or the cosine distance
@@ -32,7 +40,41 @@ import numpy as np
 
 FILE = "novelty.npz"
 DEFAULT_KEEP = 0.95  # share of known-species validation recordings kept known
+GATE_KEEP = 0.99  # share of known-species validation recordings the "no sound event" gate keeps
+MIN_FRAMES = 8  # a window with fewer frames of sound is too short to judge: the gate lets it through
 QUANTILES = 201
+
+
+def salience(feats: np.ndarray) -> np.ndarray:
+    """How far each window's loudest band rises above its own background, in dB, (n,): over the frames
+    that carry sound (not every band at the spectrogram's floor: the padding of a short recording),
+    each band's 95th percentile minus its median, the largest over the bands. `feats`: log-mel windows
+    in dB, (n, [1,] bands, frames). inf for a window with fewer than `MIN_FRAMES` frames of sound."""
+    x = np.asarray(feats, dtype=np.float32)
+    x = x.reshape(len(x), x.shape[-2], x.shape[-1])
+    out = np.full(len(x), np.inf)
+    if not len(x):
+        return out
+    floor = x.min(axis=(1, 2), keepdims=True)
+    sound = ~(x <= floor + 1e-4).all(axis=1)  # (n, frames)
+    whole = sound.all(axis=1)
+    if whole.any():
+        q = np.percentile(x[whole], [50, 95], axis=2)
+        out[whole] = (q[1] - q[0]).max(axis=1)
+    for i in np.flatnonzero(~whole & (sound.sum(axis=1) >= MIN_FRAMES)):
+        q = np.percentile(x[i][:, sound[i]], [50, 95], axis=1)
+        out[i] = float((q[1] - q[0]).max())
+    return out
+
+
+def no_sound(feats: np.ndarray, gate: float = -np.inf) -> np.ndarray:
+    """Which windows hold nothing to name, (n,): flat features (digital silence) or, with a finite
+    `gate`, no band rising above its background further than that (`salience` below it)."""
+    x = np.asarray(feats).reshape(len(feats), -1)
+    flat = np.ptp(x, axis=1) == 0 if x.size else np.zeros(len(feats), bool)
+    if np.isfinite(gate):
+        flat |= salience(feats) < gate
+    return flat
 
 
 @dataclass
@@ -49,6 +91,10 @@ class Novelty:
     doubt_window_ref: np.ndarray | None = None
     combined_recording_ref: np.ndarray | None = None
     combined_window_ref: np.ndarray | None = None
+    gate: float = -np.inf  # the "no sound event" gate, dB of `salience` (-inf: none, e.g. a fit without one)
+
+    def no_sound(self, feats: np.ndarray) -> np.ndarray:
+        return no_sound(feats, self.gate)
 
     def distances(self, emb: np.ndarray) -> np.ndarray:
         """Each window's squared Mahalanobis distance to the nearest species' mean, (n,)."""
@@ -71,14 +117,17 @@ class Novelty:
 
     def recording(self, emb: np.ndarray, probs: np.ndarray | None = None) -> float:
         """Novelty of a recording from its windows' embeddings (and probabilities, for a fit that
-        also weighs the softmax's doubt)."""
+        also weighs the softmax's doubt): over its windows with sound (a NaN embedding has none);
+        1 for a recording with none."""
         dist = self.distances(emb)
-        distance = self._percentile(float(dist.mean()), self.recording_ref)
+        sound = np.isfinite(dist)
+        if not sound.any():
+            return 1.0
+        distance = self._percentile(float(dist[sound].mean()), self.recording_ref)
         if not self.uses_doubt or probs is None:
             return float(distance)
-        silent = not np.isfinite(dist).all()
-        doubt = self._percentile(1.0 - float(np.asarray(probs).mean(axis=0).max()), self.doubt_recording_ref)
-        return 1.0 if silent else float(self._percentile(max(float(distance), float(doubt)), self.combined_recording_ref))
+        doubt = self._percentile(1.0 - float(np.asarray(probs)[sound].mean(axis=0).max()), self.doubt_recording_ref)
+        return float(self._percentile(max(float(distance), float(doubt)), self.combined_recording_ref))
 
     def windows(self, emb: np.ndarray, probs: np.ndarray | None = None) -> np.ndarray:
         """Novelty of each window."""
@@ -98,7 +147,7 @@ class Novelty:
         buf = io.BytesIO()
         np.savez(buf, means=self.means.astype(np.float32), precision=self.precision.astype(np.float32),
                  recording_ref=self.recording_ref, window_ref=self.window_ref, threshold=np.array(self.threshold),
-                 shrinkage=np.array(self.shrinkage),
+                 shrinkage=np.array(self.shrinkage), gate=np.array(self.gate),
                  **({"doubt_recording_ref": self.doubt_recording_ref, "doubt_window_ref": self.doubt_window_ref,
                      "combined_recording_ref": self.combined_recording_ref,
                      "combined_window_ref": self.combined_window_ref} if self.uses_doubt else {}))
@@ -110,7 +159,8 @@ class Novelty:
         doubt = [z[k] if k in z.files else None for k in ("doubt_recording_ref", "doubt_window_ref",
                                                           "combined_recording_ref", "combined_window_ref")]
         return cls(z["means"].astype(np.float64), z["precision"].astype(np.float64), z["recording_ref"],
-                   z["window_ref"], float(z["threshold"]), float(z["shrinkage"]), *doubt)
+                   z["window_ref"], float(z["threshold"]), float(z["shrinkage"]), *doubt,
+                   gate=float(z["gate"]) if "gate" in z.files else -np.inf)
 
 
 def shrunk_covariance(x: np.ndarray) -> tuple[np.ndarray, float]:
@@ -129,24 +179,28 @@ def shrunk_covariance(x: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def fit(train_emb: np.ndarray, train_labels: np.ndarray, n_classes: int, val_emb: list[np.ndarray],
-        keep: float = DEFAULT_KEEP, val_probs: list[np.ndarray] | None = None) -> Novelty:
+        keep: float = DEFAULT_KEEP, val_probs: list[np.ndarray] | None = None, gate: float = -np.inf) -> Novelty:
     """Class means and shared covariance from training windows (`train_emb` (n, d), their class
-    indices); the reference distances from validation recordings (a list of (windows, d) arrays).
-    `keep`: the novelty threshold, the share of validation recordings kept known. With `val_probs`
-    (the same recordings' window probabilities), the softmax's doubt is weighed too."""
+    indices); the reference distances from validation recordings (a list of (windows, d) arrays; NaN
+    rows for windows without sound, which do not count). `keep`: the novelty threshold, the share of
+    validation recordings kept known. With `val_probs` (the same recordings' window probabilities),
+    the softmax's doubt is weighed too. `gate`: the fit's "no sound event" gate (see `gate_for`)."""
     train_emb = np.asarray(train_emb, dtype=np.float64)
     present = [c for c in range(n_classes) if np.any(train_labels == c)]  # a class without windows has no mean
     means = np.stack([train_emb[train_labels == c].mean(axis=0) for c in present])
     row = {c: i for i, c in enumerate(present)}
     cov, shrink = shrunk_covariance(train_emb - means[[row[c] for c in train_labels]])
-    model = Novelty(means, np.linalg.inv(cov), np.zeros(2), np.zeros(2), keep, shrink)
+    model = Novelty(means, np.linalg.inv(cov), np.zeros(2), np.zeros(2), keep, shrink, gate=gate)
     q = np.linspace(0.0, 1.0, QUANTILES)
-    rec = np.array([model.distances(e).mean() for e in val_emb])
-    win = np.concatenate([model.distances(e) for e in val_emb])
+    dists = [model.distances(e) for e in val_emb]
+    sound = [np.isfinite(d) for d in dists]
+    heard = [i for i, m in enumerate(sound) if m.any()]  # recordings with a window of sound
+    rec = np.array([dists[i][sound[i]].mean() for i in heard])
+    win = np.concatenate([d[m] for d, m in zip(dists, sound, strict=True)])
     model.recording_ref, model.window_ref = np.quantile(rec, q), np.quantile(win, q)
     if val_probs is not None:
-        doubt_rec = np.array([1.0 - p.mean(axis=0).max() for p in val_probs])
-        doubt_win = np.concatenate([1.0 - p.max(axis=1) for p in val_probs])
+        doubt_rec = np.array([1.0 - val_probs[i][sound[i]].mean(axis=0).max() for i in heard])
+        doubt_win = np.concatenate([1.0 - p[m].max(axis=1) for p, m in zip(val_probs, sound, strict=True)])
         model.doubt_recording_ref, model.doubt_window_ref = np.quantile(doubt_rec, q), np.quantile(doubt_win, q)
         both_rec = np.maximum(model._percentile(rec, model.recording_ref), model._percentile(doubt_rec, model.doubt_recording_ref))
         both_win = np.maximum(model._percentile(win, model.window_ref), model._percentile(doubt_win, model.doubt_window_ref))
@@ -171,23 +225,30 @@ def fit_store(bundle, store, keep: float = DEFAULT_KEEP, max_windows: int = 2000
     emb = _embed(bundle, store, tr)
     y = np.array([index[store.rows[i]["label"]] for i in tr])
     by_rec, left_out = held_out_validation(bundle, store, va)
-    va_emb = _embed(bundle, store, [i for idx in by_rec.values() for i in idx])
-    parts, start = [], 0
-    for idx in by_rec.values():
-        parts.append(va_emb[start : start + len(idx)])
-        start += len(idx)
+    va_feats = [store.batch(idx) for idx in by_rec.values()]
+    gate = gate_for(va_feats) if bundle.features.kind == "log-mel" else -np.inf
+    parts = []
+    for f in va_feats:
+        e = np.array(bundle.embed(f), dtype=np.float32)
+        e[no_sound(f, gate)] = np.nan
+        parts.append(e)
     training = bundle.card.get("training", {})
     doubt = bool(training.get("outliers") or training.get("synthetic_outliers"))
     probs = None
     if doubt:
-        va_probs = bundle.predict(np.concatenate([store.batch(idx) for idx in by_rec.values()]))
+        va_probs = bundle.predict(np.concatenate(va_feats))
         probs, start = [], 0
         for idx in by_rec.values():
             probs.append(va_probs[start : start + len(idx)])
             start += len(idx)
-    model = fit(emb, y, len(bundle.labels), parts, keep, probs)
+    model = fit(emb, y, len(bundle.labels), parts, keep, probs, gate)
     method = ("Mahalanobis distance of the window embeddings to the nearest species mean (shared covariance, "
               f"Ledoit-Wolf shrinkage {model.shrinkage:.3f}); a recording's distance is its windows' mean")
+    if np.isfinite(gate):
+        method += (f"; windows in which no band rises more than {gate:.2f} dB above its median (the 95th percentile of "
+                   "its level over the window; stationary noise rises 5-6.5 dB by chance) hold no sound event and do not "
+                   f"count, a recording with none is novelty 1 (the gate keeps {GATE_KEEP:.0%} of the validation "
+                   "recordings)")
     if doubt:
         method += ("; and the softmax's doubt (1 - top probability: trained with outlier exposure, the model spreads its "
                    "probabilities over noise); the score is the larger of the two percentiles")
@@ -196,6 +257,7 @@ def fit_store(bundle, store, keep: float = DEFAULT_KEEP, max_windows: int = 2000
         "novelty": "share of the validation recordings (encounters never trained on, species it knows) closer to the "
                    "known species" + (" (by the combined score)" if doubt else ""),
         "threshold": keep,
+        **({"gate_db": round(gate, 3)} if np.isfinite(gate) else {}),
         "rule": f"known when novelty <= {keep:g}: keeps {keep:.1%} of the validation recordings known"
                 + ("" if keep == DEFAULT_KEEP else " (the threshold given to the training: cross-validation "
                    "measures the share of known recordings it keeps, benchmarks/leave_gear_out.py)"),
@@ -238,6 +300,13 @@ def threshold_for(novelties, keep: float) -> float:
         below = v[v < 1.0]
         q = float(below[-1]) if len(below) else DEFAULT_KEEP
     return max(DEFAULT_KEEP, q)
+
+
+def gate_for(recordings: list[np.ndarray], keep: float = GATE_KEEP) -> float:
+    """The "no sound event" gate from known-species recordings (a list of their log-mel windows): the
+    salience that keeps `keep` of them with at least one window at or above it."""
+    loudest = np.array([salience(f).max() for f in recordings if len(f)])
+    return float(np.quantile(loudest, 1.0 - keep)) if len(loudest) else -np.inf
 
 
 def held_out_validation(bundle, store, va: list[int]) -> tuple[dict[str, list[int]], set[str]]:
