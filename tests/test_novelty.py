@@ -273,6 +273,12 @@ def test_the_gate_keeps_its_share_and_a_recording_is_judged_on_its_windows_with_
     loudest = np.array([salience(r).max() for r in recs])
     g = gate_for(recs)
     assert np.mean(loudest >= g) >= 0.99 and np.mean(loudest >= g) < 1.0
+    from deepdive.novelty import GATE_CEILING_DB
+
+    loud = [r.copy() for r in recs]
+    for r in loud:
+        r[0, 0, 0, :5] += 20  # every recording 20 dB or more above its background: the gate stays at the ceiling
+    assert gate_for(loud) == pytest.approx(GATE_CEILING_DB) and 7.0 < GATE_CEILING_DB < 7.5
     x, y, centres = _clusters(rng)
     held = [centres[k % 3] + 0.3 * rng.standard_normal((4, x.shape[1])) for k in range(60)]
     gated = [np.vstack([h, np.full((3, x.shape[1]), np.nan)]) for h in held]  # three windows without sound
