@@ -68,7 +68,7 @@ TAPES ?= ../shared/data/rightwhale2k
 # recording, so no threshold below 1 keeps 95% known; 0.99 keeps the other 95% known (94.6% in all).
 # The novelty fit also sets its "no sound event" gate (novelty.gate_for, from the validation recordings).
 # SPECIES_NET=deepdive-resnet: the full network with the same recipe (about 25 minutes; better on the test
-# split, not cross-validated, below the 500x scan aim; README).
+# split, not cross-validated, about 0.65x the fast network's scan speed; README).
 SPECIES_NET ?= deepdive-resnet-fast
 bundle: $(VENV)/.installed-dev
 	rm -rf runs/watkins-store runs/species-model
