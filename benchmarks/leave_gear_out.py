@@ -55,6 +55,8 @@ def main() -> int:
                     help="run one of the two cross-validations and stop (two processes can share the cores)")
     ap.add_argument("--folds", default="", help="with --only: train only these folds (e.g. 1,3,5,7), the others "
                     "being another process's; the last run, without it, reads them all")
+    ap.add_argument("--keep-models", action="store_true",
+                    help="keep each fold's store and model (work-*/foldI) to study them after; else removed")
     add_flags(ap)
     args = ap.parse_args()
     only = {int(f) for f in args.folds.split(",")} if args.folds else None
@@ -72,6 +74,7 @@ def main() -> int:
         if args.reuse and path.is_file():
             return json.loads(path.read_text())
         cv = crossval_species(recs, out / f"work-{tag}-{name}", prep, tcfg, resume=True, novelty=True, only=only,
+                              keep_models=args.keep_models,
                               progress=lambda i, k, f: print(f"  {name} fold {i}/{k}: {f}", file=sys.stderr, flush=True), **kw)
         if only is None:  # a share of the folds is no result
             path.write_text(json.dumps(cv))

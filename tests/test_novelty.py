@@ -47,6 +47,42 @@ def test_novelty_is_the_share_of_known_held_out_recordings_closer():
     assert w.shape == (10,) and w[5:].min() == 1.0 and w[:5].max() < 1.0
 
 
+def test_novelty_keeps_rising_past_the_furthest_validation_recording(tmp_path):
+    """Past the reference's 90th percentile an exponential tail: a recording beyond every validation
+    recording is not simply 1 but rises with its distance, so that a threshold chosen out of fold can
+    sit among such recordings; below it, novelty is the plain share of closer validation recordings."""
+    from dataclasses import replace
+
+    from deepdive.novelty import TAIL_FROM
+
+    rng = np.random.default_rng(3)
+    d = 16
+    x, y, centres = _clusters(rng, d=d)
+    held = [c + 0.3 * rng.standard_normal((5, d)) for c in centres for _ in range(60)]
+    model = fit(x, y, 3, held)
+    assert model.tail
+    furthest = max(model.distances(r).mean() for r in held)
+    direction = rng.standard_normal(d)
+    direction /= np.linalg.norm(direction)
+    steps = [1.0, 1.1, 1.2, 1.3, 1.4]  # how far along `direction` a recording's windows sit, beyond every reference
+    base = centres[0] + 0.3 * rng.standard_normal((5, d))
+    beyond = [base + s * direction for s in steps]
+    assert all(model.distances(r).mean() > furthest for r in beyond)
+    nov = [model.recording(r) for r in beyond]
+    assert all(TAIL_FROM < a < b < 1.0 for a, b in zip(nov, nov[1:], strict=False)), nov
+    old = replace(model, tail=False)  # a fit made before the tail stops at 1 beyond every reference
+    assert all(old.recording(r) == 1.0 for r in beyond)
+    inside = [r for r in held if model.recording(r) < 0.85]
+    assert inside and all(model.recording(r) == pytest.approx(old.recording(r)) for r in inside)
+    model.save(tmp_path / "n.npz")
+    assert Novelty.load(tmp_path / "n.npz").tail and Novelty.load(tmp_path / "n.npz").recording(beyond[2]) == pytest.approx(nov[2])
+    # out-of-fold novelties of known recordings, a sixth of them past every reference: a threshold keeping
+    # 95% known is now found among them, below 1
+    oof = np.concatenate([[model.recording(r) for r in held[:150]], nov * 6])
+    t = threshold_for(oof, 0.95)
+    assert t < 1.0 and np.mean(oof <= t) >= 0.95
+
+
 def test_the_softmaxs_doubt_flags_what_sits_near_a_species_but_spreads_its_probabilities(tmp_path):
     """A model trained with outlier exposure may embed noise close to a species yet give it even
     probabilities: with validation probabilities, novelty is the percentile of the larger of the two

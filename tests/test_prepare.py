@@ -273,6 +273,11 @@ def test_leave_one_recording_system_out(synth_corpus, small_cfg, tmp_path):
     with_val = [{k for k, v in a.items() if v == "test"} for a in assignments if "val" in a.values()]
     assert with_val and set(cv["novelty"]) == set().union(*with_val)
     assert all(0.0 <= v <= 1.0 for v in cv["novelty"].values())
+    # each fold's "no sound event" gate is kept with its figures (a fold's gate moves its known cuts' novelty)
+    from deepdive.novelty import GATE_CEILING_DB
+
+    gates = [f["gate_db"] for f in cv["folds"] if "gate_db" in f]
+    assert len(gates) == len(with_val) and all(g <= GATE_CEILING_DB + 1e-3 for g in gates)
     again = crossval_species(recs, tmp_path / "cv", small_cfg, TrainConfig(model="deepdive-resnet-fast", epochs=2, patience=2),
                              folds=(assignments, levels), novelty=True, resume=True)
     assert again["novelty"] == cv["novelty"]

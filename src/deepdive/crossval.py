@@ -297,7 +297,9 @@ def crossval_species(
         _, rec = _score(g, t, labels)
         per_fold.append({"fold": i, "recordings": rec["n"], "accuracy": rec["accuracy"],
                          "top3_accuracy": rec["top3_accuracy"],
-                         "best_epoch": bundle.card["training"]["best_epoch"]})
+                         "best_epoch": bundle.card["training"]["best_epoch"],
+                         **({"gate_db": bundle.card["novelty"]["gate_db"]}
+                            if "gate_db" in bundle.card.get("novelty", {}) else {})})
         done_path.parent.mkdir(parents=True, exist_ok=True)
         done_path.write_text(json.dumps({"stamp": stamp, "fold": per_fold[-1], "truth": t, "novelty": fold_novelty,
                                          "groups": {key: [p.tolist() for p in ws] for key, ws in g.items()}}))

@@ -24,7 +24,7 @@ def rankings_csv(results: list[dict]) -> str:
             w.writerow([r["file"], "", "", "", "", "", "", r["error"]])
             continue
         known = "" if r.get("known") is None else str(bool(r["known"])).lower()
-        novelty = "" if r.get("novelty") is None else f"{r['novelty']:.4f}"
+        novelty = "" if r.get("novelty") is None else f"{r['novelty']:.6f}"
         for k, item in enumerate(r["ranking"], start=1):
             w.writerow([r["file"], k, item["species"], item["scientific_name"], f"{item['probability']:.6f}", known,
                         novelty, ""])

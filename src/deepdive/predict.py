@@ -117,7 +117,7 @@ def classify(
     probs, novelty = _probabilities_and_novelty(path_or_array, bundle, sr)
     ranking = Ranking(ranking_from_probabilities(probs.mean(axis=0), bundle, top, min_confidence))
     if novelty is not None:
-        ranking.novelty = round(novelty, 4)
+        ranking.novelty = round(novelty, 6)  # a threshold chosen out of fold can sit at 0.99999
         ranking.known = bool(novelty <= bundle.novelty.threshold)
     return ranking
 
