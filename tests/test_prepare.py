@@ -285,6 +285,33 @@ def test_leave_one_recording_system_out(synth_corpus, small_cfg, tmp_path):
     assert all(len(p) == len(cv["labels"]) for p in cv["recording_probabilities"].values())
 
 
+def test_novelty_threshold_refits_the_kept_fold_models(synth_corpus, small_cfg, tmp_path, monkeypatch):
+    """benchmarks/novelty_threshold.py: each kept fold model's novelty fitted again scores its test fold
+    as the cross-validation did (same networks, same fit), and the threshold keeping 95% known is
+    chosen from the pooled novelties."""
+    import sys
+
+    from conftest import ROOT
+    from deepdive.crossval import crossval_species
+    from deepdive.novelty import threshold_for
+    from deepdive.train import TrainConfig
+
+    recs = load_watkins(synth_corpus)
+    cv = crossval_species(recs, tmp_path / "cv", small_cfg, TrainConfig(model="deepdive-resnet-fast", epochs=2, patience=2),
+                          k=3, novelty=True, keep_models=True)
+    assert cv["novelty"] and any((tmp_path / "cv").glob("fold*/model/card.json"))
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import novelty_threshold
+
+    monkeypatch.setattr(sys, "argv", ["novelty_threshold.py", str(tmp_path / "cv"), "--out", str(tmp_path / "t.json")])
+    assert novelty_threshold.main() == 0
+    out = json.loads((tmp_path / "t.json").read_text())
+    assert out["novelty"].keys() == cv["novelty"].keys()
+    assert all(abs(out["novelty"][k] - cv["novelty"][k]) < 1e-6 for k in cv["novelty"])
+    assert out["threshold_95"] == pytest.approx(threshold_for(list(cv["novelty"].values()), 0.95))
+    assert set(out["label"].values()) <= {r.label for r in recs}
+
+
 def test_a_stopped_species_crossval_goes_on_from_its_finished_folds(synth_corpus, small_cfg, tmp_path, monkeypatch):
     from deepdive import train as train_mod
     from deepdive.crossval import crossval_species
