@@ -34,8 +34,7 @@ def refit_fold(fold_dir: Path) -> tuple[dict[str, float], dict[str, str], dict]:
     bundle = Bundle.load(fold_dir / "model", precision="fp32")
     store = FeatureStore(fold_dir / "store")
     model, summary = fit_store(bundle, store)
-    bundle._extras["novelty"] = model  # scored with the new fit, as `classify` would with it saved
-    novelty = score_split(bundle, store, "test")
+    novelty = score_split(bundle, store, "test", model)  # as `classify` would judge with the new fit saved
     label = {store.rows[i]["key"]: store.rows[i]["label"] for i in store.indices("test")}
     return novelty, {k: label[k] for k in novelty}, summary
 
@@ -74,6 +73,7 @@ def main() -> int:
     v = np.array([novelty[k] for k in keys])
     cands = [float(t) for t in args.thresholds.split(",") if t]
     t95, t90 = threshold_for(v, 0.95), threshold_for(v, 0.90)
+    folds = [f for f in folds if f.name in gates]  # those with a novelty fit
     print(f"{len(keys)} known-species recordings of {len(folds)} folds, each scored by a model that never heard "
           f"its test fold: its encounter, or its recording system for a leave-one-system-out run (novelty refitted now; gates {', '.join(f'{g:g}' for g in gates.values() if g is not None)} dB)\n")
     print(f"Threshold keeping 95% known: {t95:.6f}; 90%: {t90:.6f}. At novelty 1 (no window above the gate): "

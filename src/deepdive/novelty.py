@@ -338,19 +338,27 @@ def fit_store(bundle, store, keep: float = DEFAULT_KEEP, max_windows: int = 2000
     return model, summary
 
 
-def score_split(bundle, store, split: str = "test") -> dict[str, float]:
+def score_split(bundle, store, split: str = "test", novelty: Novelty | None = None) -> dict[str, float]:
     """{recording key: novelty} by a bundle's own novelty fit for a store's recordings of one split
     (windows as recorded, not the augmented copies), as `classify` judges them. Cross-validation scores
     its test folds with it, so that the threshold can be checked (and chosen) on encounters or
-    recorders a model never heard."""
+    recorders a model never heard. `novelty`: another fit of the same model to judge by (one made
+    again with today's code, benchmarks/novelty_threshold.py)."""
+    novelty = bundle.novelty if novelty is None else novelty
     by_rec: dict[str, list[int]] = {}
     for i in store.indices(split):
         if not store.rows[i].get("augment"):
             by_rec.setdefault(store.rows[i]["key"], []).append(i)
     out = {}
     for key, idx in by_rec.items():
-        probs, emb = bundle.predict_with_novelty(store.batch(idx), batch_size=256)
-        out[key] = round(float(bundle.novelty.recording(emb, probs)), 9)
+        feats = store.batch(idx)
+        if novelty is bundle.novelty:
+            probs, emb = bundle.predict_with_novelty(feats, batch_size=256)
+        else:  # windows without sound by that fit's own gate, not the bundle's
+            probs = bundle.predict(feats, batch_size=256)
+            emb = np.array(bundle.embed(feats, 256), dtype=np.float32)
+            emb[novelty.no_sound(feats)] = np.nan
+        out[key] = round(float(novelty.recording(emb, probs)), 9)
     return out
 
 
