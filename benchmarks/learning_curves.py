@@ -17,10 +17,22 @@ whose cache of embeddings it reads or writes, and whose fit it uses):
   fold's call tapes (drawn at random, `--draws` times); the pooled out-of-fold ROC AUC per m. With
   `--cnn-tapes 2 4 6`, the shipped network too (`detector-cnn`, the recipe of `compare_detectors.py
   --cv`, model seed 0, `--cnn-draws` draws per m; about 4 minutes a draw on 2 cores).
+- buoys (`--task buoys`): is the buoy aim (ROC AUC 0.985; the challenge's 0.98384 was reached after
+  training on 30,000 clips, ../shared/data/rightwhalecalls holds 8,034) a matter of how many clips
+  a model hears? Fold `--buoy-folds` of `cross_source.py`'s 5 folds by clip (identical clips kept
+  together); its model hears a fraction (`--fractions`) of the fold's training clips, drawn at random
+  by group (nested: a draw's smaller fractions are prefixes of its larger ones), with the bundle's
+  recipe on one source (`cross_source.py`'s `cnn-500`: every clip twice, 0-500 Hz), for as many
+  training steps as the whole fold's 8 epochs (8 / fraction epochs; `--fixed-epochs`: 8 whatever the
+  fraction, so that a smaller fraction is also a shorter training); model seed = draw. ROC AUC on
+  the whole test fold, and a power law 1 - AUC = a * n^-b fitted to the mean per fraction,
+  extrapolated to 24,000 clips (the challenge's training set less a fifth): a guide, not a
+  measurement. About 30 minutes a curve (fold, draw) on 2 cores shared with other work.
 
     .venv/bin/python benchmarks/learning_curves.py [--task species|detector] [--birdnet-model PATH]
+    .venv/bin/python benchmarks/learning_curves.py --task buoys [--fractions 0.25 0.5 1] [--buoy-folds 0 1] [--buoy-draws 2]
 
-Both tasks by default: about 10 minutes on 2 cores with the embeddings cached (runs/birdnet-layers.npz
+`species` and `detector` by default: about 10 minutes on 2 cores with the embeddings cached (runs/birdnet-layers.npz
 and runs/birdnet-layers-rightwhale.npz, about 5 minutes more each to embed). Writes
 runs/learning-curves.json and prints Markdown tables.
 """
@@ -31,6 +43,7 @@ import argparse
 import itertools
 import json
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +111,6 @@ def _print_curve(model: str, curve: dict) -> None:
 def detector_curve_cnn(args) -> dict:
     """The same with the shipped network: `compare_detectors.py --cv`'s recipe for detector-cnn (25
     epochs per fold, model seed 0), each fold trained on all its noise clips and m of its call tapes."""
-    from dataclasses import replace
-
     from compare_detectors import families, prepare_config
 
     from deepdive.crossval import crossval_detector
@@ -163,9 +174,69 @@ def detector_curve(args) -> dict:
     return {"row": args.detector_row, "c": args.c, "draws": args.draws, "curve": curve}
 
 
+def heard_subset(training: list, fraction: float, draw: int) -> list:
+    """The training recordings a model hears: `fraction` of their groups (at least one), drawn at random
+    by `draw`, whole groups (identical clips together); for one draw, a smaller fraction's groups are
+    a prefix of a larger one's."""
+    groups = sorted({r.group for r in training})
+    order = np.random.default_rng(1000 + draw).permutation(len(groups))
+    kept = {groups[j] for j in order[: max(1, round(fraction * len(groups)))]}
+    return [r for r in training if r.group in kept]
+
+
+def buoy_curve_cnn(args) -> dict:
+    """ROC AUC on a buoy test fold against the number of training clips heard (see the module's text).
+    Each (fold, fraction, draw) is saved under `--out`'s folder (learning-curve-buoys/) and read back
+    by a later run with the same arguments, so a stopped run goes on where it stopped."""
+    from cross_source import load, recipes
+
+    from deepdive.crossval import crossval_detector
+
+    recs = load("buoys")
+    prep, tcfg = recipes()["cnn-500"]
+    prep = replace(prep, source_passes={k: v for k, v in prep.source_passes.items() if k in {r.source for r in recs}})
+    tcfg = replace(tcfg, device=args.device)
+    work = Path(args.out).parent / "learning-curve-buoys"
+    aucs: dict[float, list[float]] = {f: [] for f in sorted(args.fractions)}
+    heard: dict[float, list[int]] = {f: [] for f in aucs}
+    for fold in args.buoy_folds:  # a whole curve first, then the next draw or fold: a stopped run has whole curves
+        for draw in range(args.buoy_draws):
+            for f in aucs:
+                def subset(i, training, f=f, draw=draw):
+                    return heard_subset(training, f, draw)
+
+                # as many training steps as on the whole fold: otherwise a small fraction is also a short training
+                epochs = round(tcfg.epochs / f) if not args.fixed_epochs else tcfg.epochs
+                name = f"f{f:g}-fold{fold}-d{draw}" + (f"-e{epochs}" if epochs != tcfg.epochs else "")
+                run = crossval_detector(recs, work / name, prep, replace(tcfg, epochs=epochs, patience=epochs), k=5,
+                                        seed=0, snrs_db=(), train_seed=draw, train_subset=subset, resume=True,
+                                        only={fold})
+                aucs[f].append(float([x for x in run["folds"] if x["fold"] == fold][0]["roc_auc"]))
+                tested = set(run["clips"])
+                heard[f].append(len(subset(fold, [r for r in recs if r.key not in tested])))
+                print(f"  fraction {f:g}, fold {fold}, draw {draw}: {heard[f][-1]} clips heard, AUC {aucs[f][-1]:.4f}",
+                      flush=True)
+    points = {f: {"clips_heard": int(np.mean(heard[f])), **_point(aucs[f])} for f in aucs}
+    n = np.array([p["clips_heard"] for p in points.values()], float)
+    err = 1 - np.array([p["auc_mean"] for p in points.values()])
+    slope, icpt = np.polyfit(np.log(n), np.log(err), 1) if len(n) > 1 else (np.nan, np.nan)
+    extrapolated = {str(m): round(float(1 - np.exp(icpt) * m ** slope), 4) for m in (24_000,)}
+    print("\nBuoys, detector-cnn (cnn-500): ROC AUC on the test fold against the training clips heard "
+          f"(folds {args.buoy_folds}, {args.buoy_draws} draws each: mean ± sd; "
+          + ("8 epochs" if args.fixed_epochs else "8 / fraction epochs") + ")\n")
+    print("| fraction of the fold's training clips | " + " | ".join(f"{f:g}" for f in points) + " |")
+    print("|---|" + "---:|" * len(points))
+    print("| clips heard | " + " | ".join(str(p["clips_heard"]) for p in points.values()) + " |")
+    print("| ROC AUC | " + " | ".join(f"{p['auc_mean']:.4f} ± {p['auc_sd']:.4f}" for p in points.values()) + " |")
+    print(f"\npower law 1 - AUC = {np.exp(icpt):.3g} * n^{slope:.3f}; at 24,000 clips: {extrapolated['24000']}")
+    return {"recipe": "cnn-500", "fixed_epochs": args.fixed_epochs, "folds": args.buoy_folds, "draws": args.buoy_draws,
+            "points": {str(f): p for f, p in points.items()},
+            "power_law": {"a": float(np.exp(icpt)), "b": float(-slope)}, "extrapolated_auc": extrapolated}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--task", choices=["species", "detector", "both"], default="both")
+    ap.add_argument("--task", choices=["species", "detector", "both", "buoys"], default="both")
     ap.add_argument("--birdnet-model", default=".birdnet/BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite",
                     help="BirdNET's model file, to embed what the caches lack (default: where `make test` puts it)")
     ap.add_argument("--data", default="../shared/data/watkins")
@@ -180,8 +251,17 @@ def main() -> int:
                     help="detector: also train the compact CNN hearing each of these numbers of call tapes (about 4 "
                          "minutes a draw on 2 cores), e.g. 2 4 6")
     ap.add_argument("--cnn-draws", type=int, default=2)
-    ap.add_argument("--out", default="runs/learning-curves.json")
+    ap.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 1.0],
+                    help="buoys: fractions of a fold's training clips heard")
+    ap.add_argument("--buoy-folds", type=int, nargs="+", default=[0], help="buoys: which of the 5 folds")
+    ap.add_argument("--buoy-draws", type=int, default=2, help="buoys: draws (and model seeds) per fraction and fold")
+    ap.add_argument("--fixed-epochs", action="store_true",
+                    help="buoys: the recipe's 8 epochs at every fraction (default: 8 / fraction, the same steps)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default=None, help="default runs/learning-curves.json (--task buoys: "
+                                                  "runs/learning-curve-buoys.json)")
     args = ap.parse_args()
+    args.out = args.out or ("runs/learning-curve-buoys.json" if args.task == "buoys" else "runs/learning-curves.json")
     result = {}
     if args.task in ("species", "both"):
         result["species"] = species_curve(args)
@@ -189,6 +269,8 @@ def main() -> int:
         result["detector"] = detector_curve(args)
         if args.cnn_tapes:
             result["detector_cnn"] = detector_curve_cnn(args)
+    if args.task == "buoys":
+        result["buoys"] = buoy_curve_cnn(args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     return 0

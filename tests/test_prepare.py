@@ -352,3 +352,21 @@ def test_prepare_in_worker_processes_writes_the_same_store(synth_corpus, small_c
     assert rows(a) == rows(b) and len(a) > 12
     idx = list(range(len(a)))
     assert np.array_equal(a.batch(idx), b.batch(idx))
+
+
+def test_the_buoy_learning_curve_hears_whole_groups_nested_by_fraction(monkeypatch):
+    """benchmarks/learning_curves.py --task buoys: a fraction of the training clips, drawn by group (identical
+    clips stay together), at least one group, and a draw's smaller fraction a part of its larger one."""
+    from conftest import ROOT
+    from deepdive.datasets.base import Recording
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from learning_curves import heard_subset
+
+    training = [Recording(path=f"c{i}.aiff", label=str(i % 2), group=f"g{i // 2}") for i in range(200)]  # 100 groups of 2
+    for draw in (0, 1):
+        got = {f: heard_subset(training, f, draw) for f in (0.001, 0.1, 0.5, 1.0)}
+        assert [len({r.group for r in got[f]}) for f in got] == [1, 10, 50, 100]
+        assert all(sum(r.group == g for r in got[0.1]) == 2 for g in {r.group for r in got[0.1]})
+        assert {r.path for r in got[0.1]} <= {r.path for r in got[0.5]} and got[1.0] == training
+    assert {r.group for r in heard_subset(training, 0.1, 0)} != {r.group for r in heard_subset(training, 0.1, 1)}
