@@ -40,6 +40,7 @@ def refit_fold(fold_dir: Path) -> tuple[dict[str, float], dict[str, str], dict]:
 
 
 def main() -> int:
+    from deepdive.errors import DatasetError
     from deepdive.novelty import threshold_for
 
     ap = argparse.ArgumentParser()
@@ -56,8 +57,6 @@ def main() -> int:
     label: dict[str, str] = {}
     fold_of: dict[str, str] = {}
     gates = {}
-    from deepdive.errors import DatasetError
-
     for f in folds:
         try:
             nov, lab, summary = refit_fold(f)
