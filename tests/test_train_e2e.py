@@ -263,6 +263,24 @@ def test_distillation_teaches_the_student_the_teachers_description(synth_corpus,
     with pytest.raises(DeepdiveError, match="training windows are not in it"):
         train(synth_store, tmp_path / "bad", replace(cfg, teacher=str(other)), progress=False)
 
+    soft = replace(cfg, teacher_targets="probabilities", teacher_temperature=2.0)  # the teacher's probabilities instead
+    probs = _teacher_targets(store, soft, store.indices("train"))
+    assert probs.shape == (len(store.rows), len(store.labels)) and np.isfinite(probs).all()
+    assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    truth = np.array([store.labels.index(r["label"]) for r in store.rows])
+    tr = store.indices("train")
+    assert (probs[tr].argmax(1) == truth[tr]).mean() > 0.9  # the teacher's head learnt its training windows
+    assert probs[tr].max(1).mean() < 0.999  # softened: the other classes keep some probability
+    hot = _teacher_targets(store, replace(soft, teacher_temperature=1.0), tr)
+    assert probs[tr].max(1).mean() < hot[tr].max(1).mean()  # a higher temperature spreads it further
+    student = train(synth_store, tmp_path / "soft", soft, progress=False)
+    assert json.loads((student / "card.json").read_text())["training"]["teacher_targets"] == "probabilities"
+    losses = [h["teacher_loss"] for h in history_rows(student)]
+    assert losses[-1] < 0.6 * losses[0]  # the student's softened outputs move towards the teacher's
+    assert evaluate_store(student, synth_store, split="val")["recording"]["accuracy"] > 0.5
+    with pytest.raises(DeepdiveError, match="neither"):
+        _teacher_targets(store, replace(cfg, teacher_targets="logits"), tr)
+
 
 def history_rows(model):
     with open(model / "history.csv", newline="") as f:

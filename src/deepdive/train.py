@@ -55,8 +55,10 @@ class TrainConfig:
     threshold_recall: float = 0.0  # detection: the threshold that finds this share of those calls (0: maximum F1)
     linear_c: tuple[float, ...] = (0.01, 0.05, 0.2)  # embedding-linear: inverse L2 strengths, chosen on validation loss
     teacher: str = ""  # distillation: a store of the same windows with a teacher's features (e.g. BirdNET's), see _teacher_targets
-    teacher_weight: float = 1.0  # the weight of the distillation loss (mean squared error, per component)
+    teacher_weight: float = 1.0  # the weight of the distillation loss (features: mean squared error per component; probabilities: T^2 KL)
     teacher_dims: int = 64  # the teacher's features reduced to this many principal components
+    teacher_targets: str = "features"  # what is distilled: the teacher's "features", or "probabilities" of a head on them
+    teacher_temperature: float = 4.0  # with "probabilities": both distributions softened by this temperature
     novelty_threshold: float = 0.95  # species: "none of these" above this novelty (see novelty.threshold_for)
 
 
@@ -188,6 +190,10 @@ def _teacher_targets(store: FeatureStore, cfg: TrainConfig, tr: list[int]) -> np
     pos = {i: k for k, i in enumerate(have)}
     x_tr = x[[pos[i] for i in tr]]
     mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-6
+    if cfg.teacher_targets == "probabilities":
+        return _teacher_probabilities(store, cfg, tr, have, (x - mu) / sd, ((x_tr - mu) / sd))
+    if cfg.teacher_targets != "features":
+        raise DeepdiveError(f"teacher_targets: {cfg.teacher_targets!r} is neither 'features' nor 'probabilities'")
     _, sv, vt = np.linalg.svd((x_tr - mu) / sd, full_matrices=False)
     k = max(1, min(cfg.teacher_dims, len(sv)))
     scale = sv[:k] / np.sqrt(max(len(tr) - 1, 1))
@@ -195,6 +201,24 @@ def _teacher_targets(store: FeatureStore, cfg: TrainConfig, tr: list[int]) -> np
     feats = np.full((len(store.rows), k), np.nan, dtype=np.float32)
     feats[have] = proj.astype(np.float32)
     return feats
+
+
+def _teacher_probabilities(store: FeatureStore, cfg: TrainConfig, tr: list[int], have: list[int], x: np.ndarray,
+                           x_tr: np.ndarray) -> np.ndarray:
+    """Distillation of the teacher's probabilities (Hinton et al., 2015) rather than its features: a
+    logistic regression over the teacher's standardised features of the training windows (as
+    `embedding-linear` is fitted; its L2 penalty the middle of `cfg.linear_c`, the validation windows
+    left to the student's early stopping), softened by `cfg.teacher_temperature`. Returns each window's
+    teacher distribution over the store's labels (NaN where the teacher lacks the window)."""
+    labels = store.labels  # the order of the student's outputs (train passes store.labels)
+    index = {lab: i for i, lab in enumerate(labels)}
+    y_tr = np.array([index[store.rows[i]["label"]] for i in tr])
+    W, b = logistic_regression(x_tr, y_tr, len(labels), cfg.linear_c[len(cfg.linear_c) // 2])
+    logits = x @ W + b
+    logp = _log_softmax(logits / cfg.teacher_temperature)
+    probs = np.full((len(store.rows), len(labels)), np.nan, dtype=np.float32)
+    probs[have] = np.exp(logp).astype(np.float32)
+    return probs
 
 
 def _evaluate(model: nn.Module, store: FeatureStore, idx: list[int], y: np.ndarray, loss_fn, bs: int,
@@ -361,7 +385,8 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
         freeze_backbone(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
     targets = _teacher_targets(store, cfg, tr)
-    if targets is not None:
+    soft = targets is not None and cfg.teacher_targets == "probabilities"
+    if targets is not None and not soft:
         if not hasattr(model, "forward_with_embedding"):
             from .errors import DeepdiveError
 
@@ -425,7 +450,7 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
                 xin, yb = xin.to(device), yb.to(device)
                 if cfg.mixup > 0:
                     perm = perm.to(device)
-                if targets is not None:
+                if targets is not None and not soft:
                     both, emb = model.forward_with_embedding(xin)
                 else:
                     both = model(xin)
@@ -438,7 +463,12 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
                     tb = torch.from_numpy(targets[[tr[i] for i in sel]]).to(device)
                     if cfg.mixup > 0:
                         tb = lam * tb + (1 - lam) * tb[perm]
-                    distil = ((to_teacher(emb[: len(yb)]) - tb) ** 2).mean()
+                    if soft:  # KL(teacher || student) at temperature T, scaled by T^2 (Hinton et al.)
+                        t = cfg.teacher_temperature
+                        distil = t * t * (tb * (torch.log(tb.clamp_min(1e-12)) - torch.log_softmax(logits / t, dim=1))
+                                          ).sum(1).mean()
+                    else:
+                        distil = ((to_teacher(emb[: len(yb)]) - tb) ** 2).mean()
                     loss = loss + cfg.teacher_weight * distil
                     run_teacher += distil.item() * len(yb)
                 if n_out:
@@ -451,7 +481,7 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
                 run_correct += int((logits.argmax(1) == yb).sum())
                 seen += len(yb)
             row = {"epoch": epoch, "train_loss": run_loss / max(seen, 1), "train_acc": run_correct / max(seen, 1)}
-            if targets is not None:  # the distillation's own loss (1: no better than the teacher's mean)
+            if targets is not None:  # the distillation's own loss (features: 1 is no better than the mean; probabilities: T^2 KL)
                 row["teacher_loss"] = run_teacher / max(seen, 1)
             if va:
                 row["val_loss"], row["val_acc"] = _evaluate(model, store, va, y_va, eval_loss, 64, device)

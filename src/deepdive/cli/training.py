@@ -260,6 +260,11 @@ def train(
     teacher_weight: Annotated[float, typer.Option(help="With --teacher: the weight of the distillation loss")] = 1.0,
     teacher_dims: Annotated[int, typer.Option(
         help="With --teacher: the teacher's features reduced to this many principal components")] = 64,
+    teacher_targets: Annotated[str, typer.Option(
+        help="With --teacher: distil the teacher's 'features', or the 'probabilities' of a logistic regression over "
+             "them (fitted on the training windows), softened by --teacher-temperature")] = "features",
+    teacher_temperature: Annotated[float, typer.Option(
+        help="With --teacher-targets probabilities: the distillation's temperature")] = 4.0,
     novelty_threshold: Annotated[float, typer.Option(
         help="Species: a recording is \"none of these\" above this novelty (0.95: as far from the known species as "
              "the 5% most novel validation recordings; `benchmarks/leave_gear_out.py` measures it out of fold)")] = 0.95,
@@ -307,7 +312,9 @@ def train(
                                     ensemble=ensemble, band_cut=band_cut, recorder=recorder, noise=str(noise) if noise else "",
                                     outliers=str(outliers) if outliers else "", synthetic_outliers=synthetic_outliers,
                                     teacher=str(teacher) if teacher else "", teacher_weight=teacher_weight,
-                                    teacher_dims=teacher_dims, threshold_folds=folds, threshold_recall=recall,
+                                    teacher_dims=teacher_dims, teacher_targets=teacher_targets,
+                                    teacher_temperature=teacher_temperature,
+                                    threshold_folds=folds, threshold_recall=recall,
                                     novelty_threshold=novelty_threshold, device=device))
     except DeepdiveError as exc:
         fail(str(exc))
