@@ -174,6 +174,8 @@ def _teacher_targets(store: FeatureStore, cfg: TrainConfig, tr: list[int]) -> np
         return None
     from .errors import DeepdiveError
 
+    if cfg.teacher_targets not in ("features", "probabilities"):  # before the teacher's store is read
+        raise DeepdiveError(f"teacher_targets: {cfg.teacher_targets!r} is neither 'features' nor 'probabilities'")
     teacher = FeatureStore(cfg.teacher)
     where = {slot: i for i, slot in enumerate(_window_slots(teacher.rows))}
     idx = [where.get(slot, -1) for slot in _window_slots(store.rows)]
@@ -191,9 +193,7 @@ def _teacher_targets(store: FeatureStore, cfg: TrainConfig, tr: list[int]) -> np
     x_tr = x[[pos[i] for i in tr]]
     mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-6
     if cfg.teacher_targets == "probabilities":
-        return _teacher_probabilities(store, cfg, tr, have, (x - mu) / sd, ((x_tr - mu) / sd))
-    if cfg.teacher_targets != "features":
-        raise DeepdiveError(f"teacher_targets: {cfg.teacher_targets!r} is neither 'features' nor 'probabilities'")
+        return _teacher_probabilities(store, cfg, tr, have, (x - mu) / sd, (x_tr - mu) / sd)
     _, sv, vt = np.linalg.svd((x_tr - mu) / sd, full_matrices=False)
     k = max(1, min(cfg.teacher_dims, len(sv)))
     scale = sv[:k] / np.sqrt(max(len(tr) - 1, 1))
@@ -214,8 +214,7 @@ def _teacher_probabilities(store: FeatureStore, cfg: TrainConfig, tr: list[int],
     index = {lab: i for i, lab in enumerate(labels)}
     y_tr = np.array([index[store.rows[i]["label"]] for i in tr])
     W, b = logistic_regression(x_tr, y_tr, len(labels), cfg.linear_c[len(cfg.linear_c) // 2])
-    logits = x @ W + b
-    logp = _log_softmax(logits / cfg.teacher_temperature)
+    logp = _log_softmax((x @ W + b) / cfg.teacher_temperature)
     probs = np.full((len(store.rows), len(labels)), np.nan, dtype=np.float32)
     probs[have] = np.exp(logp).astype(np.float32)
     return probs
