@@ -14,17 +14,23 @@ def add_flags(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--centred-only", action="store_true", help="train --centred-only (level=False)")
     ap.add_argument("--outliers", default="", help="train --outliers: outlier exposure to these recordings")
     ap.add_argument("--synthetic-outliers", type=int, default=0, help="train --synthetic-outliers N")
+    ap.add_argument("--pcen", type=float, default=0.0, help="train --pcen SECONDS: a PCEN channel (mel frames of 16 ms)")
 
 
 def train_config(model: str, args: argparse.Namespace):
     """(TrainConfig, tag) for `model` with the flags of `add_flags`."""
+    from deepdive.features.spectrogram import MelConfig
+    from deepdive.models import pcen_frames
     from deepdive.train import TrainConfig
 
+    options: dict = {"level": False} if args.centred_only else {}
+    if args.pcen:  # the species benchmarks prepare the Watkins cuts with the default mel features
+        options["pcen"] = pcen_frames(args.pcen, MelConfig().to_dict())
     cfg = TrainConfig(model=model, recorder=args.recorder, noise=args.noise, outliers=args.outliers,
-                      synthetic_outliers=args.synthetic_outliers,
-                      model_options={"level": False} if args.centred_only else {})
+                      synthetic_outliers=args.synthetic_outliers, model_options=options)
     tag = (model + (f"-rec{args.recorder:g}" if args.recorder else "") + ("-noise" if args.noise else "")
-           + ("-centred" if args.centred_only else "") + ("-oe" if args.outliers else "") + (f"-syn{args.synthetic_outliers}" if args.synthetic_outliers else ""))
+           + ("-centred" if args.centred_only else "") + ("-oe" if args.outliers else "") + (f"-syn{args.synthetic_outliers}" if args.synthetic_outliers else "")
+           + (f"-pcen{args.pcen:g}" if args.pcen else ""))
     return cfg, tag
 
 

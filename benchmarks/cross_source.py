@@ -56,9 +56,11 @@ def recipes():
     with noise and gain) and every Watkins clip 12 times (the 224 clips would otherwise be 3% of what
     the model hears); `cnn-mix` mixes half of the augmented passes over another source's noise clip.
     The `-500` recipes keep only the bins up to 500 Hz (the up-call sweeps from about 50 to 250 Hz; the
-    challenge's entrants cropped their spectrograms to such a band): half the rows, about half the work."""
+    challenge's entrants cropped their spectrograms to such a band): half the rows, about half the work.
+    The `-pcen` recipes add per-channel energy normalisation as a channel (0.5 s time constant)."""
     from deepdive.datasets.kaggle import POSITIVE
     from deepdive.features import StftImageConfig
+    from deepdive.models import pcen_frames
     from deepdive.prepare import PrepareConfig
     from deepdive.train import TrainConfig
 
@@ -66,11 +68,15 @@ def recipes():
                          shift="roll", augment_all=True, val_frac=0.0, source_passes=dict(PASSES))
     cnn = TrainConfig(model="detector-cnn", epochs=8, patience=8)
     low = replace(prep, features=StftImageConfig(fmax=500.0))
+    # the `-pcen` recipes add a PCEN channel (`train --pcen 0.5`: each bin over its running mean of 0.5 s)
+    pcen = replace(cnn, model_options={"pcen": pcen_frames(0.5, low.features.to_dict())})
     return {
         "cnn": (prep, cnn),
         "cnn-mix": (replace(prep, mix_backgrounds=0.5), cnn),
         "cnn-500": (low, cnn),
         "cnn-mix-500": (replace(low, mix_backgrounds=0.5), cnn),
+        "cnn-500-pcen": (low, pcen),
+        "cnn-mix-500-pcen": (replace(low, mix_backgrounds=0.5), pcen),
     }
 
 

@@ -201,3 +201,48 @@ def test_resnet_without_the_level_channel_cannot_hear_a_recorders_frequency_resp
     with torch.no_grad():
         assert torch.allclose(centred(x), centred(x + response), atol=1e-5)
         assert not torch.allclose(plain(x), plain(x + response), atol=1e-3)
+
+
+def test_pcen_smoothing_is_the_iir_filter_and_the_channel_follows_the_background(tmp_path):
+    """pcen=T: the log-depth scan gives PCEN's first-order IIR (librosa's coefficient for T frames,
+    started in its steady state on the first frame) exactly; a stationary background of any level
+    gives a flat channel (0), a call rising above it stands out, a recorder's per-band response
+    cancels with level=False, and the ONNX graph gives torch's output."""
+    import onnxruntime as ort
+    from scipy.signal import lfilter
+
+    from deepdive.models import pcen_frames
+    from deepdive.models.cnn import pcen_coefficient, pcen_smooth
+    from deepdive.train import export_onnx
+
+    t_frames = 25.0
+    b = (np.sqrt(1 + 4 * t_frames**2) - 1) / (2 * t_frames**2)
+    assert pcen_coefficient(t_frames) == pytest.approx(b, rel=1e-12)
+    for n in (1, 2, 80, 313):  # the scan's last step covers a part of the window, or all of it
+        e = np.random.default_rng(n).random((4, n))
+        want = lfilter([b], [1, b - 1], e, axis=-1, zi=(1 - b) * e[:, :1])[0]
+        np.testing.assert_allclose(pcen_smooth(torch.from_numpy(e), b).numpy(), want, rtol=1e-10)
+    assert pcen_frames(0.4, {"sr": 32000, "hop_length": 512}) == pytest.approx(25.0)
+    stft = {"sr": 2000, "hop_length": 32, "window_s": 2.0}  # 126 frames, or the columns of an image
+    assert pcen_frames(0.4, {**stft, "image": None}) == pytest.approx(25.0)
+    assert pcen_frames(0.4, {**stft, "image": [128, 63]}) == pytest.approx(12.5)
+
+    m = build("deepdive-resnet-fast", 5, (64, 80), level=False, pcen=t_frames).eval()
+    assert m.stem[0].in_channels == 2 and build("deepdive-resnet-fast", 5, (64, 80), level=False).stem[0].in_channels == 1
+    seen = []
+    m.stem.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0]))
+    x = torch.linspace(-70, -30, 64)[:, None].expand(64, 80).clone()[None]  # coloured, stationary
+    x[:, 20:23, 40:60] = -10.0  # a call in three bands
+    with torch.no_grad():
+        m(x)
+        pcen = seen[0][0, 1]
+        assert pcen[:, :40].abs().max() < 1e-4 and pcen[:20].abs().max() < 1e-4  # the background: flat at 0
+        assert pcen[20:23, 40].min() > 3.0 and pcen[20:23, 41:60].min() > 0.2  # the call's onset stands out, and it
+        assert pcen[20:23, 59].max() < pcen[20:23, 45].min()  # fades as the running mean catches up
+        response = torch.linspace(-12, 12, 64)[None, :, None]
+        xs = torch.randn(3, 64, 80, generator=torch.Generator().manual_seed(0)) * 5 - 40
+        assert torch.allclose(m(xs), m(xs + response), atol=1e-4)
+    export_onnx(m, (64, 80), tmp_path / "p.onnx")
+    got = ort.InferenceSession(str(tmp_path / "p.onnx"), providers=["CPUExecutionProvider"]).run(None, {"logmel": xs.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, m(xs).numpy(), rtol=1e-4, atol=1e-4)

@@ -311,3 +311,29 @@ def test_a_model_trained_on_a_gpu_is_a_cpu_bundle_that_ranks_as_well(synth_store
     assert card["training"]["best_epoch"] >= 1
     report = evaluate_store(out, synth_store, "test")
     assert report["recording"]["accuracy"] >= 0.75  # as test_evaluation_well_above_chance asks of the CPU model
+
+
+def test_pcen_channel_trains_exports_and_quantizes(synth_store, synth_corpus, tmp_path):
+    """`train --pcen SECONDS`: the card keeps the time constant in the store's frames; the exported
+    model ranks a recording, its int8 version (PCEN kept in fp32, before the first convolution) agrees
+    with it; a time constant that is not positive is refused with one line."""
+    from typer.testing import CliRunner
+
+    from deepdive.bundle import quantize
+    from deepdive.cli import app
+    from deepdive.prepare import store_features
+    from deepdive.store import FeatureStore
+
+    out = tmp_path / "m"
+    res = CliRunner().invoke(app, ["train", str(synth_store), "--out", str(out), "--model", "deepdive-resnet-fast",
+                                   "--centred-only", "--pcen", "0.4", "--epochs", "1"])
+    assert res.exit_code == 0, res.output
+    features = store_features(FeatureStore(synth_store).config["prepare"])
+    card = json.loads((out / "card.json").read_text())
+    assert card["training"]["model_options"] == {"level": False, "pcen": pytest.approx(0.4 * features["sr"] / features["hop_length"])}
+    ranking = classify(str(sorted(synth_corpus.rglob("*.wav"))[0]), model=out)
+    assert len(ranking) == len(card["labels"])
+    info = quantize(out, synth_store)
+    assert info["test_top1_agreement"] >= 0.9, info
+    res = CliRunner().invoke(app, ["train", str(synth_store), "--out", str(tmp_path / "bad"), "--pcen", "-1", "--epochs", "1"])
+    assert res.exit_code == 1 and "--pcen -1" in res.output

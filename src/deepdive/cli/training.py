@@ -253,6 +253,9 @@ def train(
     centred_only: Annotated[bool, typer.Option(
         help="deepdive-resnet, detector-cnn: the network sees only each band relative to its mean over the window "
              "(a recorder's frequency response cancels), not its absolute level")] = False,
+    pcen: Annotated[float, typer.Option(
+        help="deepdive-resnet, detector-cnn: add per-channel energy normalisation as a channel, each band over its "
+             "running mean with this time constant in seconds (0: none)")] = 0.0,
     teacher: Annotated[Path | None, typer.Option(
         help="Distillation: a store of the same windows with a teacher's features (prepare the same recordings with "
              "the same options and --features birdnet); the model also learns to describe each window as the teacher "
@@ -303,6 +306,10 @@ def train(
             options["pretrained"] = str(pretrained)
         if centred_only:
             options["level"] = False
+        if pcen:
+            from ..models import pcen_frames
+
+            options["pcen"] = pcen_frames(pcen, store_features(config["prepare"]))
         name = model or ("detector-cnn" if task == "detection" else "embedding-linear" if embedding else "deepdive-resnet")
         detector = task == "detection"
         folds = (4 if detector else 0) if threshold_folds is None else threshold_folds
