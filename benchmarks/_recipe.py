@@ -20,12 +20,11 @@ def add_flags(ap: argparse.ArgumentParser) -> None:
 def train_config(model: str, args: argparse.Namespace):
     """(TrainConfig, tag) for `model` with the flags of `add_flags`."""
     from deepdive.features.spectrogram import MelConfig
-    from deepdive.models import pcen_frames
     from deepdive.train import TrainConfig
 
     options: dict = {"level": False} if args.centred_only else {}
     if args.pcen:  # the species benchmarks prepare the Watkins cuts with the default mel features
-        options["pcen"] = pcen_frames(args.pcen, MelConfig().to_dict())
+        options["pcen"] = MelConfig().columns(args.pcen)
     cfg = TrainConfig(model=model, recorder=args.recorder, noise=args.noise, outliers=args.outliers,
                       synthetic_outliers=args.synthetic_outliers, model_options=options)
     tag = (model + (f"-rec{args.recorder:g}" if args.recorder else "") + ("-noise" if args.noise else "")

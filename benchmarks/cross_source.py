@@ -60,7 +60,6 @@ def recipes():
     The `-pcen` recipes add per-channel energy normalisation as a channel (0.5 s time constant)."""
     from deepdive.datasets.kaggle import POSITIVE
     from deepdive.features import StftImageConfig
-    from deepdive.models import pcen_frames
     from deepdive.prepare import PrepareConfig
     from deepdive.train import TrainConfig
 
@@ -69,7 +68,7 @@ def recipes():
     cnn = TrainConfig(model="detector-cnn", epochs=8, patience=8)
     low = replace(prep, features=StftImageConfig(fmax=500.0))
     # the `-pcen` recipes add a PCEN channel (`train --pcen 0.5`: each bin over its running mean of 0.5 s)
-    pcen = replace(cnn, model_options={"pcen": pcen_frames(0.5, low.features.to_dict())})
+    pcen = replace(cnn, model_options={"pcen": low.features.columns(0.5)})
     return {
         "cnn": (prep, cnn),
         "cnn-mix": (replace(prep, mix_backgrounds=0.5), cnn),

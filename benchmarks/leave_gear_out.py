@@ -139,7 +139,8 @@ def encounter_table(tag: str, enc: dict, recs, system_cuts: list[str]) -> None:
     print("| cuts | n | top-1 | top-3 |")
     print("|---|---:|---:|---:|")
     for name, ks in (("all", keys), ("species held out by encounter", by_encounter), ("the systems' folds' cuts", systems)):
-        print(f"| {name} | {len(ks)} | {topk(probs, truth, ks)[0]:.3f} | {topk(probs, truth, ks)[1]:.3f} |")
+        t1, t3 = topk(probs, truth, ks)
+        print(f"| {name} | {len(ks)} | {t1:.3f} | {t3:.3f} |")
     print(f"\nTop-1 per fold {enc['fold_accuracy_mean']:.3f} ± {enc['fold_accuracy_std']:.3f}; recording ECE "
           f"{r.get('ece', float('nan')):.3f}; macro-F1 {r.get('macro_f1', float('nan')):.3f}\n")
     print("| species | cuts | top-1 | top-3 |")
@@ -147,7 +148,8 @@ def encounter_table(tag: str, enc: dict, recs, system_cuts: list[str]) -> None:
     for lab in labels:
         ks = [k for k in keys if species_of[k] == lab]
         if ks:
-            print(f"| {lab} | {len(ks)} | {topk(probs, truth, ks)[0]:.2f} | {topk(probs, truth, ks)[1]:.2f} |")
+            t1, t3 = topk(probs, truth, ks)
+            print(f"| {lab} | {len(ks)} | {t1:.2f} | {t3:.2f} |")
     novelty = enc.get("novelty", {})
     known = [k for k in keys if k in novelty]
     if known:

@@ -211,7 +211,7 @@ def test_pcen_smoothing_is_the_iir_filter_and_the_channel_follows_the_background
     import onnxruntime as ort
     from scipy.signal import lfilter
 
-    from deepdive.models import pcen_frames
+    from deepdive.features import MelConfig, StftImageConfig
     from deepdive.models.cnn import pcen_coefficient, pcen_smooth
     from deepdive.train import export_onnx
 
@@ -222,10 +222,9 @@ def test_pcen_smoothing_is_the_iir_filter_and_the_channel_follows_the_background
         e = np.random.default_rng(n).random((4, n))
         want = lfilter([b], [1, b - 1], e, axis=-1, zi=(1 - b) * e[:, :1])[0]
         np.testing.assert_allclose(pcen_smooth(torch.from_numpy(e), b).numpy(), want, rtol=1e-10)
-    assert pcen_frames(0.4, {"sr": 32000, "hop_length": 512}) == pytest.approx(25.0)
-    stft = {"sr": 2000, "hop_length": 32, "window_s": 2.0}  # 126 frames, or the columns of an image
-    assert pcen_frames(0.4, {**stft, "image": None}) == pytest.approx(25.0)
-    assert pcen_frames(0.4, {**stft, "image": [128, 63]}) == pytest.approx(12.5)
+    assert MelConfig().columns(0.4) == pytest.approx(25.0)  # 32 kHz, hop 512
+    assert StftImageConfig().columns(0.4) == pytest.approx(25.0)  # 2 kHz, hop 32: 126 frames
+    assert StftImageConfig(image=(128, 63)).columns(0.4) == pytest.approx(12.5)  # resized to half the columns
 
     m = build("deepdive-resnet-fast", 5, (64, 80), level=False, pcen=t_frames).eval()
     assert m.stem[0].in_channels == 2 and build("deepdive-resnet-fast", 5, (64, 80), level=False).stem[0].in_channels == 1

@@ -307,9 +307,12 @@ def train(
         if centred_only:
             options["level"] = False
         if pcen:
-            from ..models import pcen_frames
+            from ..features import from_dict
 
-            options["pcen"] = pcen_frames(pcen, store_features(config["prepare"]))
+            features = from_dict(store_features(config["prepare"]))
+            if pcen < 0 or not hasattr(features, "columns"):
+                raise DeepdiveError(f"--pcen {pcen:g}: give a positive time constant in seconds, for features with a frame rate")
+            options["pcen"] = features.columns(pcen)
         name = model or ("detector-cnn" if task == "detection" else "embedding-linear" if embedding else "deepdive-resnet")
         detector = task == "detection"
         folds = (4 if detector else 0) if threshold_folds is None else threshold_folds

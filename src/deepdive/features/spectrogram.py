@@ -67,6 +67,11 @@ class Windowed:
         """Centred STFT frames in one window."""
         return 1 + self.window_samples // self.hop_length
 
+    def columns(self, seconds: float) -> float:
+        """How many of the model's input columns span `seconds` (frames, or an image's resized columns):
+        a time constant given in seconds, as the network sees it."""
+        return float(seconds) * self.sr / self.hop_length * self.shape[-1] / self.n_frames
+
     def to_dict(self) -> dict:
         d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
         return {"kind": self.kind, **d}

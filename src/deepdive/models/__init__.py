@@ -49,19 +49,6 @@ def build(name: str, n_classes: int, input_shape: tuple[int, int], **options):
         raise ModelError(f"model '{name}': bad option ({exc})") from None
 
 
-def pcen_frames(seconds: float, features: dict) -> float:
-    """The `pcen` option (a time constant in frames) for a time constant in seconds, given the feature
-    configuration (its `sr` and `hop_length`, and `image` where it is resized) the model will read."""
-    from ..errors import ModelError
-
-    if seconds <= 0 or not features.get("sr") or not features.get("hop_length"):
-        raise ModelError(f"--pcen {seconds:g}: give a positive time constant in seconds, for features with a frame rate")
-    frames = float(seconds) * features["sr"] / features["hop_length"]
-    if features.get("image"):  # an image resized to its columns: the time axis stretched with it
-        frames *= features["image"][1] / (1 + int(round(features["window_s"] * features["sr"])) // features["hop_length"])
-    return frames
-
-
 def _head_prefix(model) -> str:
     return getattr(model, "HEAD", "head") + "."
 
