@@ -57,7 +57,9 @@ def recipes():
     the model hears); `cnn-mix` mixes half of the augmented passes over another source's noise clip.
     The `-500` recipes keep only the bins up to 500 Hz (the up-call sweeps from about 50 to 250 Hz; the
     challenge's entrants cropped their spectrograms to such a band): half the rows, about half the work.
-    The `-pcen` recipes add per-channel energy normalisation as a channel (0.5 s time constant)."""
+    The `-pcen` recipes add per-channel energy normalisation as a channel (0.5 s time constant); the
+    `-centred` ones drop the absolute-level channel (`train --centred-only`: only each band less its mean
+    over the window, which a recorder's per-band response cannot reach), as the species model does."""
     from deepdive.datasets.kaggle import POSITIVE
     from deepdive.features import StftImageConfig
     from deepdive.prepare import PrepareConfig
@@ -76,6 +78,8 @@ def recipes():
         "cnn-mix-500": (replace(low, mix_backgrounds=0.5), cnn),
         "cnn-500-pcen": (low, pcen),
         "cnn-mix-500-pcen": (replace(low, mix_backgrounds=0.5), pcen),
+        "cnn-500-centred": (low, replace(cnn, model_options={"level": False})),
+        "cnn-mix-500-centred": (replace(low, mix_backgrounds=0.5), replace(cnn, model_options={"level": False})),
     }
 
 
