@@ -71,6 +71,7 @@ def recipes():
     low = replace(prep, features=StftImageConfig(fmax=500.0))
     # the `-pcen` recipes add a PCEN channel (`train --pcen 0.5`: each bin over its running mean of 0.5 s)
     pcen = replace(cnn, model_options={"pcen": low.features.columns(0.5)})
+    centred = replace(cnn, model_options={"level": False})  # the `-centred` recipes: `train --centred-only`
     return {
         "cnn": (prep, cnn),
         "cnn-mix": (replace(prep, mix_backgrounds=0.5), cnn),
@@ -78,8 +79,8 @@ def recipes():
         "cnn-mix-500": (replace(low, mix_backgrounds=0.5), cnn),
         "cnn-500-pcen": (low, pcen),
         "cnn-mix-500-pcen": (replace(low, mix_backgrounds=0.5), pcen),
-        "cnn-500-centred": (low, replace(cnn, model_options={"level": False})),
-        "cnn-mix-500-centred": (replace(low, mix_backgrounds=0.5), replace(cnn, model_options={"level": False})),
+        "cnn-500-centred": (low, centred),
+        "cnn-mix-500-centred": (replace(low, mix_backgrounds=0.5), centred),
     }
 
 
