@@ -59,7 +59,8 @@ def recipes():
     challenge's entrants cropped their spectrograms to such a band): half the rows, about half the work.
     The `-pcen` recipes add per-channel energy normalisation as a channel (0.5 s time constant); the
     `-centred` ones drop the absolute-level channel (`train --centred-only`: only each band less its mean
-    over the window, which a recorder's per-band response cannot reach), as the species model does."""
+    over the window, which a recorder's per-band response cannot reach), as the species model does; `-pitch`
+    scales each training window's frequency axis by up to 20% (`train --pitch 0.2`)."""
     from deepdive.datasets.kaggle import POSITIVE
     from deepdive.features import StftImageConfig
     from deepdive.prepare import PrepareConfig
@@ -72,6 +73,7 @@ def recipes():
     # the `-pcen` recipes add a PCEN channel (`train --pcen 0.5`: each bin over its running mean of 0.5 s)
     pcen = replace(cnn, model_options={"pcen": low.features.columns(0.5)})
     centred = replace(cnn, model_options={"level": False})  # the `-centred` recipes: `train --centred-only`
+    pitched = replace(centred, pitch=0.2)  # `-pitch`: and `train --pitch 0.2`, each window's call up to 20% higher or lower
     return {
         "cnn": (prep, cnn),
         "cnn-mix": (replace(prep, mix_backgrounds=0.5), cnn),
@@ -81,6 +83,8 @@ def recipes():
         "cnn-mix-500-pcen": (replace(low, mix_backgrounds=0.5), pcen),
         "cnn-500-centred": (low, centred),
         "cnn-mix-500-centred": (replace(low, mix_backgrounds=0.5), centred),
+        "cnn-500-centred-pitch": (low, pitched),
+        "cnn-mix-500-centred-pitch": (replace(low, mix_backgrounds=0.5), pitched),
     }
 
 

@@ -122,6 +122,32 @@ def test_band_cut_floors_the_top_bands_of_some_windows():
     assert (plain[:, -1, :] == floor[:, None]).all(dim=1).float().mean() < 0.2  # only the random frequency mask
 
 
+def test_pitch_moves_a_tone_by_its_factor_and_floors_what_comes_from_above():
+    import torch
+
+    from deepdive.train import _pitch_scale, _spec_augment
+
+    x = torch.full((3, 64, 10), -80.0)
+    x[:, 20, :] = 0.0  # a steady tone on row 20 of a linear spectrogram from 0 Hz
+    floor = x.amin(dim=(1, 2), keepdim=True)
+    out = _pitch_scale(x, torch.tensor([1.0, 1.5, 0.5]), floor)
+    assert torch.equal(out[0], x[0])  # factor 1: unchanged
+    assert int(out[1, :, 0].argmax()) == 30 and out[1, 30, 0] == 0.0  # 1.5 x higher: row 30
+    assert int(out[2, :, 0].argmax()) == 10  # half as high: row 10
+    assert (out[2, 33:, :] == -80.0).all()  # rows whose source lies above the top: the floor
+    # in training: every window scaled within the range asked for, and with pitch 0 the draws are those of before
+    gen = torch.Generator().manual_seed(0)
+    rows = []
+    for _ in range(40):
+        w = _spec_augment(x[:1].expand(8, 64, 10), gen, 0.0, 0.2)
+        heard = w.amax(dim=2).amax(dim=1) > -80.0  # the random frequency mask can hide the tone
+        rows += w.amax(dim=2).argmax(dim=1)[heard].tolist()  # the tone's row in each window
+    assert min(rows) >= 20 / 1.2 - 1 and max(rows) <= 20 * 1.2 + 1 and len(set(rows)) >= 5
+    a = _spec_augment(x, torch.Generator().manual_seed(3), 0.0, 0.0)
+    b = _spec_augment(x, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
 def test_a_detector_from_ones_own_raven_tables(tmp_path):
     """The analyst's workflow: Raven tables of one's own recordings -> `prepare raven --positive upcall`
     -> `train` gives a detector -> `scan` with it finds the calls of a recording it never heard, and

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -39,6 +40,7 @@ class TrainConfig:
     spec_augment: bool = True
     mixup: float = 0.4
     band_cut: float = 0.0  # probability of cutting a training window's top bands (see _spec_augment)
+    pitch: float = 0.0  # each training window's rows scaled by up to this much (0.2: x 1/1.2 to 1.2; see _spec_augment)
     recorder: float = 0.0  # probability that a training window is heard through a random recorder (augment.recorder_response)
     noise: str = ""  # with recorder > 0: a folder of background recordings mixed under some of those windows
     outliers: str = ""  # outlier exposure: a folder of recordings of none of the classes (see _outlier_bank)
@@ -70,15 +72,23 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _spec_augment(x: torch.Tensor, gen: torch.Generator, band_cut: float = 0.0) -> torch.Tensor:
+def _spec_augment(x: torch.Tensor, gen: torch.Generator, band_cut: float = 0.0, pitch: float = 0.0) -> torch.Tensor:
     """Random time roll, one frequency mask and one time mask per window (training only).
 
     With probability `band_cut` a window also loses every band above a random one (kept: 25-100% of
     the bands), as if recorded at a lower sample rate, so that the model cannot take the empty top of
-    a spectrogram (which in the Watkins cuts tells one recorder from another) for a species' trait."""
+    a spectrogram (which in the Watkins cuts tells one recorder from another) for a species' trait.
+
+    With `pitch` > 0 every window's frequency axis is first scaled about its lowest row by a factor
+    drawn log-uniformly from 1 / (1 + pitch) to 1 + pitch (row r takes the value at row r / factor,
+    interpolated; rows that would come from above the top are set to the floor). On the detector's
+    linear spectrogram from 0 Hz this is a change of pitch, the same call sung higher or lower, as
+    the right whales' up-calls differ from one population and decade to another."""
     n, f, t = x.shape
     x = x.clone()
     floor = x.amin(dim=(1, 2), keepdim=True)
+    if pitch > 0:
+        x = _pitch_scale(x, torch.exp((torch.rand(n, generator=gen) * 2 - 1) * math.log1p(pitch)), floor)
     if band_cut > 0:
         cut = torch.rand(n, generator=gen) < band_cut
         keep = torch.randint(max(1, f // 4), f + 1, (n,), generator=gen)
@@ -95,6 +105,18 @@ def _spec_augment(x: torch.Tensor, gen: torch.Generator, band_cut: float = 0.0) 
         t0 = int(torch.randint(0, t - tw + 1, (1,), generator=gen))
         x[i, :, t0 : t0 + tw] = floor[i]
     return x
+
+
+def _pitch_scale(x: torch.Tensor, factor: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+    """Windows `x` (n, rows, frames) with row r taking the value at row r / factor[i] (linear
+    interpolation); rows whose source lies above the top row take `floor` (n, 1, 1)."""
+    n, f, t = x.shape
+    src = torch.arange(f, dtype=x.dtype)[None, :] / factor[:, None].to(x.dtype)
+    lo = src.floor().clamp(max=f - 1).long()
+    hi = (lo + 1).clamp(max=f - 1)
+    w = (src - lo).clamp(0.0, 1.0)[:, :, None]
+    scaled = torch.gather(x, 1, lo[:, :, None].expand(n, f, t)) * (1 - w) + torch.gather(x, 1, hi[:, :, None].expand(n, f, t)) * w
+    return torch.where((src > f - 1)[:, :, None], floor.expand(n, f, t), scaled)
 
 
 def _recorder_setup(store: FeatureStore, cfg: TrainConfig) -> dict | None:
@@ -430,7 +452,7 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
                 xb = torch.from_numpy(xb)
                 yb = torch.from_numpy(y_tr[sel])
                 if cfg.spec_augment and xb.ndim == 3:  # a spectrogram (not an embedding vector)
-                    xb = _spec_augment(xb, gen, cfg.band_cut)
+                    xb = _spec_augment(xb, gen, cfg.band_cut, cfg.pitch)
                 if cfg.mixup > 0:
                     lam = float(rng.beta(cfg.mixup, cfg.mixup))
                     perm = torch.randperm(len(yb), generator=gen)

@@ -239,6 +239,9 @@ def train(
     ensemble: Annotated[int, typer.Option(help="Train N models (other seeds) and ship their average")] = 1,
     band_cut: Annotated[float, typer.Option(
         help="Probability that a training window loses its top bands (as if recorded at a lower sample rate)")] = 0.0,
+    pitch: Annotated[float, typer.Option(
+        help="Detectors: each training window's frequency axis scaled by a random factor from 1/(1+P) to 1+P, the "
+             "call sung higher or lower (0.2: up to 20%)")] = 0.0,
     recorder: Annotated[float, typer.Option(
         help="Probability that a training window is heard through a random recorder: frequency response, noise "
              "floor, hum, band limits")] = 0.0,
@@ -319,7 +322,7 @@ def train(
         recall = (0.9 if detector else 0.0) if threshold_recall is None else threshold_recall
         run(store, out, TrainConfig(model=name, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
                                     model_options=options, init=str(init) if init else "", freeze_backbone=freeze_backbone,
-                                    ensemble=ensemble, band_cut=band_cut, recorder=recorder, noise=str(noise) if noise else "",
+                                    ensemble=ensemble, band_cut=band_cut, pitch=pitch, recorder=recorder, noise=str(noise) if noise else "",
                                     outliers=str(outliers) if outliers else "", synthetic_outliers=synthetic_outliers,
                                     teacher=str(teacher) if teacher else "", teacher_weight=teacher_weight,
                                     teacher_dims=teacher_dims, teacher_targets=teacher_targets,
