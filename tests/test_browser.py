@@ -152,7 +152,7 @@ def test_real_right_whale_calls_are_marked_on_the_spectrogram(page, live_server,
     clip = lambda name: sf.read(RIGHTWHALE / "train" / name, dtype="float32")[0]  # noqa: E731
     calls = [r["clip_name"] for r in rows if r["label"] == "1"][:40]
     calls = [c for c in calls if deepdive.detect(RIGHTWHALE / "train" / c) >= 0.9][:3]
-    quiet = [r["clip_name"] for r in rows if r["label"] == "0"][:40]
+    quiet = [r["clip_name"] for r in rows if r["label"] == "0"][:200]  # noise clips the detector is sure of
     quiet = [c for c in quiet if deepdive.detect(RIGHTWHALE / "train" / c) < 0.05][:6]
     assert len(calls) == 3 and len(quiet) == 6
     parts = [clip(quiet[0]), clip(quiet[1]), clip(calls[0]), clip(quiet[2]), clip(quiet[3]), clip(calls[1]),
