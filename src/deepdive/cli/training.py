@@ -296,6 +296,8 @@ def train(
 
         if not 0 <= novelty_threshold <= 1:
             raise DeepdiveError(f"--novelty-threshold {novelty_threshold}: give a novelty from 0 to 1")
+        if pitch < 0:
+            raise DeepdiveError(f"--pitch {pitch:g}: give the largest change of pitch as a share, 0 or more (0.2: 20%)")
         from ..train import check_device
 
         check_device(device)
