@@ -144,7 +144,8 @@ def score_all(bundle, recs, unknown: set[str], rng, buoy_clips: int, threshold: 
     from deepdive.predict import classify
     from deepdive.prepare import split_by_encounter
 
-    threshold = bundle.novelty.threshold if threshold is None else threshold
+    judge = bundle.novelty_judge  # the bundle itself, or the model that judges for it (a BirdNET head)
+    threshold = judge.novelty.threshold if threshold is None else threshold
     known = set(bundle.labels)
     mine = [r for r in recs if r.label in known]
     prep = bundle.card["prepare"]
@@ -163,7 +164,7 @@ def score_all(bundle, recs, unknown: set[str], rng, buoy_clips: int, threshold: 
             score("unknown species", r.label, r.path)
     buoys = SHARED / "rightwhalecalls"
     if (buoys / "train.csv").is_file():
-        heard = trained_on_noise(bundle)
+        heard = trained_on_noise(bundle) | trained_on_noise(judge)
         noise = [x["clip_name"] for x in csv.DictReader(open(buoys / "train.csv"))
                  if x["label"] == "0" and x["clip_name"] not in heard]
         for clip in rng.choice(noise, min(buoy_clips, len(noise)), replace=False):
@@ -222,16 +223,18 @@ def main() -> int:
         report(rows)
         return 0
     bundle = resolve(args.model, "species")
-    if bundle.novelty is None:
-        print(f"{bundle.path}: no novelty fit (train it with a validation split)", file=sys.stderr)
+    judge = bundle.novelty_judge
+    if judge is None:
+        print(f"{bundle.path}: no novelty fit (train it with a validation split, or --novelty-from)", file=sys.stderr)
         return 1
     known = set(bundle.labels)
     rows = score_all(bundle, recs, {r.label for r in recs if r.label not in known}, rng, args.buoy_clips, args.threshold)
-    rule = f"{bundle.novelty.threshold:g} (card)" if args.threshold is None else f"{args.threshold:g}"
-    print(f"`{bundle.path.name}`: {sum(r[0] == 'known' for r in rows)} known test recordings; novelty threshold {rule}\n")
+    rule = f"{judge.novelty.threshold:g} (card)" if args.threshold is None else f"{args.threshold:g}"
+    by = "" if judge is bundle else f", judged by `{judge.path.name}`"
+    print(f"`{bundle.path.name}`{by}: {sum(r[0] == 'known' for r in rows)} known test recordings; novelty threshold {rule}\n")
     report(rows)
-    if np.isfinite(bundle.novelty.gate):
-        under_gate(bundle, recs)
+    if np.isfinite(judge.novelty.gate):
+        under_gate(judge, recs)
     return 0
 
 

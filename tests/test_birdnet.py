@@ -158,6 +158,10 @@ def test_bundled_head_ranks_with_birdnet_features(fake_birdnet):
     y = (0.1 * np.random.default_rng(3).standard_normal(8 * 44_100)).astype(np.float32)
     ranking = classify(y, sr=44_100, model="species-birdnet")  # the stand-in's features: any ranking will do
     assert len(ranking) == len(bundle.labels) and abs(sum(r["probability"] for r in ranking) - 1) < 1e-4
+    # "none of these" by the bundled CNN, which knows the same species: its verdict on the same audio
+    assert bundle.card["novelty"]["judge"] == "species" and bundle.novelty_judge is resolve("species", "species")
+    cnn = classify(y, sr=44_100, model="species")
+    assert isinstance(ranking.known, bool) and (ranking.known, ranking.novelty) == (cnn.known, cnn.novelty)
 
 
 @pytest.mark.real
@@ -196,3 +200,61 @@ def test_prepare_command_reads_the_layers_asked_for(fake_birdnet, synth_corpus, 
     assert res.exit_code == 1 and "block4-1" in res.stderr and "Traceback" not in res.stderr
     res = runner.invoke(app, [*base, "--out", str(tmp_path / "u"), "--layers", "embedding"])
     assert res.exit_code == 1 and "--features birdnet" in res.stderr
+
+
+def test_a_head_without_a_novelty_fit_is_judged_by_a_species_model_that_knows_the_same_species(
+        fake_birdnet, synth_corpus, synth_model, tmp_path):
+    """`train --novelty-from MODEL` (what `make bundle-birdnet` does with the bundled CNN): the head's
+    rankings say `known` and `novelty` by that model's fit, the judge's own figures for the same audio, in
+    classify and in a scan (a window the judge finds unlike every species makes no event); a judge that
+    knows other species is refused."""
+    pytest.importorskip("torch")
+    import pyarrow.parquet as pq
+    import soundfile as sf
+
+    from deepdive import classify, synth
+    from deepdive.bundle import Bundle
+    from deepdive.datasets import load_watkins
+    from deepdive.novelty import add_judge
+    from deepdive.prepare import PrepareConfig, prepare
+    from deepdive.scanning import scan_files
+    from deepdive.train import TrainConfig, train
+
+    cfg = PrepareConfig(features=BirdnetConfig(sr=48_000, window_s=3.0, speeds=(1.0, 4.0)), min_last_s=1.5, shard_size=32)
+    prepare(load_watkins(synth_corpus), tmp_path / "store", cfg, source={"kind": "synthetic", "terms": "synthetic"})
+    head = train(tmp_path / "store", tmp_path / "head", TrainConfig(model="embedding-linear", linear_c=(0.05,),
+                                                                  novelty_from=str(synth_model)), progress=False)
+    card = json.loads((head / "card.json").read_text())
+    judge = json.loads((synth_model / "card.json").read_text())
+    assert card["novelty"]["judge"] == str(synth_model.resolve()) and not (head / "novelty.npz").exists()
+    assert card["novelty"]["threshold"] == judge["novelty"]["threshold"]
+    assert Bundle.load(head).novelty is None and Bundle.load(head).novelty_judge.path == Bundle.load(synth_model).path
+    sr = 16_000
+    rng = np.random.default_rng(5)
+    tone = (0.3 * np.sin(2 * np.pi * 7000 * np.arange(6 * sr) / sr)).astype(np.float32)
+    files = {"upcall": synth.recording("upcall", sr, 6.0, rng, snr_db=15).astype(np.float32), "tone": tone}
+    for name, y in files.items():
+        sf.write(tmp_path / f"{name}.wav", y, sr)
+        mine, theirs = classify(tmp_path / f"{name}.wav", model=head), classify(tmp_path / f"{name}.wav", model=synth_model)
+        assert (mine.known, mine.novelty) == (theirs.known, theirs.novelty)  # the judge's verdict on the same audio
+        assert len(mine) == len(card["labels"])  # still ranked, by the head
+    assert classify(tmp_path / "upcall.wav", model=head).known is True
+    assert classify(tmp_path / "tone.wav", model=head).known is False
+    summary = scan_files([tmp_path / "tone.wav", tmp_path / "upcall.wav"], tmp_path / "scan", model=str(head),
+                         threshold=0.0, formats=("json", "parquet"))
+    events = {f["file"].rsplit("/", 1)[-1]: f["events"]
+              for f in json.loads((tmp_path / "scan" / "events.json").read_text())["files"]}
+    assert events["tone.wav"] == [] and events["upcall.wav"] and summary["events"] == len(events["upcall.wav"])
+    win = pq.read_table(tmp_path / "scan" / "windows.parquet").to_pylist()
+    assert not any(w["known"] for w in win if w["file"].endswith("tone.wav"))
+    assert any(w["known"] for w in win if w["file"].endswith("upcall.wav"))
+    other = tmp_path / "other"  # a judge that knows one species fewer
+    other.mkdir()
+    for f in synth_model.iterdir():
+        if f.is_file():
+            (other / f.name).write_bytes(f.read_bytes())
+    changed = json.loads((other / "card.json").read_text())
+    changed["labels"] = changed["labels"][:-1]
+    (other / "card.json").write_text(json.dumps(changed))
+    with pytest.raises(ModelError, match="other species"):
+        add_judge(head, other)

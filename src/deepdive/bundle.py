@@ -245,6 +245,26 @@ class Bundle:
             self._extras["novelty"] = Novelty.load(path) if path.is_file() and "novelty" in self.card else None
         return self._extras["novelty"]
 
+    @property
+    def novelty_judge(self) -> Bundle | None:
+        """The bundle whose novelty fit says whether a recording sounds like a species this one knows:
+        this one where it has a fit of its own; for one without (the head over BirdNET's embeddings), the
+        species model its card's `novelty.judge` names (a bundled name or a folder), which must know the
+        same species (`novelty.add_judge`); else None."""
+        if self.novelty is not None or self.task == "detection":
+            return self if self.novelty is not None else None
+        name = self.card.get("novelty", {}).get("judge")
+        if not name:
+            return None
+        if "judge" not in self._extras:
+            judge = resolve(name, "species")
+            if judge.novelty is None or judge.labels != self.labels:
+                raise ModelError(f"{self.path}: its card judges \"none of these\" by {name}, which "
+                                 + ("has no novelty fit" if judge.novelty is None else "knows other species")
+                                 + "; run novelty.add_judge again with a species model that knows the same species")
+            self._extras["judge"] = judge
+        return self._extras["judge"]
+
     def predict_with_novelty(self, feats: np.ndarray, batch_size: int = 16, threads: int | None = None
                              ) -> tuple[np.ndarray, np.ndarray | None]:
         """(class probabilities (n, n_classes), each window's embedding (n, d) or None for a bundle

@@ -425,3 +425,39 @@ def add_to_bundle(bundle_dir: str | Path, store_path: str | Path, keep: float = 
     card["novelty"] = summary
     atomic_write_json(bundle_dir / "card.json", card)
     return summary
+
+
+def add_judge(bundle_dir: str | Path, judge: str | Path = "species") -> dict:
+    """Let a species bundle without a novelty fit of its own say "none of these" by another species
+    model's fit (`Bundle.novelty_judge`): the card's `novelty` names the judge (a bundled name, or a
+    folder, kept as given) and its threshold. For the head over BirdNET's embeddings, in which noise lies
+    among the species' windows (docs/species.md), the bundled CNN judges: it knows the same species, and
+    each recording (or a scan's window) is also run through it, at a fraction of BirdNET's cost."""
+    import json
+
+    from .bundle import BUNDLED, Bundle, resolve
+    from .errors import ModelError
+    from .store import atomic_write_json
+
+    bundle_dir = Path(bundle_dir)
+    judge = str(judge) if str(judge) in BUNDLED else str(Path(judge).resolve())
+    own = Bundle.load(bundle_dir)
+    other = resolve(judge, "species")
+    if other.novelty is None:
+        raise ModelError(f"{judge}: has no novelty fit of its own to judge by")
+    if other.labels != own.labels:
+        raise ModelError(f"{judge}: knows other species than {bundle_dir} ({len(other.labels)} against {len(own.labels)}); "
+                         "a judge must know the same species")
+    card = json.loads((bundle_dir / "card.json").read_text())
+    theirs = other.card["novelty"]
+    card["novelty"] = {
+        "judge": str(judge),
+        "method": f"judged by the species model {judge} (it knows the same species), on its own windows of the "
+                  f"recording: {theirs['method']}",
+        "novelty": theirs.get("novelty", ""),
+        "threshold": other.novelty.threshold,
+        "rule": f"known when the judge's novelty <= {other.novelty.threshold:g}",
+    }
+    (bundle_dir / FILE).unlink(missing_ok=True)  # a fit of its own would take precedence
+    atomic_write_json(bundle_dir / "card.json", card)
+    return card["novelty"]

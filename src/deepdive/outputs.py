@@ -269,10 +269,10 @@ def windows_parquet(parts, bundle) -> bytes:
         cols["probability"] = pa.array(p.max(1) if len(p) else np.zeros(0), pa.float32())
         for i, lab in enumerate(bundle.labels):
             cols[lab] = pa.array(p[:, i], pa.float32())
-        if bundle.novelty is not None:
+        if bundle.novelty_judge is not None:
             nov = np.concatenate(novelty) if novelty else np.zeros(0, np.float32)
             cols["novelty"] = pa.array(nov, pa.float32(), from_pandas=True)
-            cols["known"] = pa.array(nov <= bundle.novelty.threshold, pa.bool_())
+            cols["known"] = pa.array(nov <= bundle.novelty_judge.novelty.threshold, pa.bool_())
     return _parquet_bytes(pa.table(cols))
 
 

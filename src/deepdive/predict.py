@@ -70,7 +70,9 @@ class Ranking(list):
 
 
 def _probabilities_and_novelty(source, bundle: Bundle, sr: int | None) -> tuple[np.ndarray, float | None]:
-    """Window probabilities of a recording and its novelty (None for a bundle without a novelty fit)."""
+    """Window probabilities of a recording and its novelty (None for a bundle without a novelty fit or
+    a judge: `Bundle.novelty_judge`, whose own windows of the recording it then is)."""
+    judge = bundle.novelty_judge
     probs, embs = [], []
     for _, f in window_features(source, bundle, sr):
         p, e = bundle.predict_with_novelty(f)
@@ -78,7 +80,12 @@ def _probabilities_and_novelty(source, bundle: Bundle, sr: int | None) -> tuple[
         embs.append(e)
     if not probs:
         raise AudioError(f"{source if isinstance(source, str | Path) else 'array input'}: too short to rank")
-    novelty = bundle.novelty.recording(np.concatenate(embs), np.concatenate(probs)) if bundle.novelty is not None else None
+    if judge is None:
+        novelty = None
+    elif judge is bundle:
+        novelty = bundle.novelty.recording(np.concatenate(embs), np.concatenate(probs))
+    else:
+        novelty = _probabilities_and_novelty(source, judge, sr)[1]
     return np.concatenate(probs), novelty
 
 
@@ -118,7 +125,7 @@ def classify(
     ranking = Ranking(ranking_from_probabilities(probs.mean(axis=0), bundle, top, min_confidence))
     if novelty is not None:
         ranking.novelty = round(novelty, 6)  # a threshold chosen out of fold can sit at 0.99999
-        ranking.known = bool(novelty <= bundle.novelty.threshold)
+        ranking.known = bool(novelty <= bundle.novelty_judge.novelty.threshold)
     return ranking
 
 

@@ -433,11 +433,30 @@ def window_scores_and_novelty(source, model=None, hop_s: float | None = None, sr
                               threads: int | None = None, on_progress=None
                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Bundle]:
     """`window_scores`, and each window's novelty (see `novelty`) for a species model with a novelty
-    fit (else None)."""
+    fit (else None). A model judged by another's fit (`Bundle.novelty_judge`) gets, for each window,
+    the novelty of the judge's window of the same hop that starts nearest to it."""
     bundle = resolve("rightwhale" if model is None else model)
     hop = bundle.features.window_s / 2 if hop_s is None else check_hop(hop_s)
     lanes = cpu_threads() if threads is None else max(1, threads)
-    with_novelty = bundle.task != "detection" and bundle.novelty is not None
+    judge = bundle.novelty_judge if bundle.task != "detection" else None
+    if judge is not None and judge is not bundle:
+        starts, scores, _ = _scan(source, bundle, hop, sr, lanes, on_progress, False)
+        at, _, novelty = _scan(source, judge, hop, sr, lanes, None, True)
+        return starts, scores, novelty[_nearest(at, starts)], bundle
+    return (*_scan(source, bundle, hop, sr, lanes, on_progress, judge is bundle), bundle)
+
+
+def _nearest(at: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """For each time of `t`, the index of the nearest time of `at` (sorted, not empty)."""
+    if len(at) < 2:
+        return np.zeros(len(t), dtype=int)
+    j = np.clip(np.searchsorted(at, t), 1, len(at) - 1)
+    return j - ((t - at[j - 1]) <= (at[j] - t)).astype(int)
+
+
+def _scan(source, bundle: Bundle, hop: float, sr: int | None, lanes: int, on_progress, with_novelty: bool
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(window starts, scores, novelty per window or None) of one bundle over a recording."""
     if bundle.task == "detection":
         score = bundle.detect
     elif with_novelty:
@@ -457,8 +476,8 @@ def window_scores_and_novelty(source, model=None, hop_s: float | None = None, sr
         raise AudioError(f"{source if not isinstance(source, np.ndarray) else 'array input'}: nothing to scan")
     scores = np.concatenate(scores)
     if with_novelty:
-        return np.concatenate(starts), scores[:, :-1], scores[:, -1], bundle
-    return np.concatenate(starts), scores, None, bundle
+        return np.concatenate(starts), scores[:, :-1], scores[:, -1]
+    return np.concatenate(starts), scores, None
 
 
 MAX_HOP_S = 86_400.0
@@ -498,8 +517,8 @@ def events_from_scores(starts: np.ndarray, scores: np.ndarray, bundle: Bundle, t
         top = scores.argmax(1)
         value = scores[np.arange(len(scores)), top]
         on = value >= t
-        if novelty is not None and bundle.novelty is not None:
-            on &= novelty <= bundle.novelty.threshold
+        if novelty is not None and bundle.novelty_judge is not None:
+            on &= novelty <= bundle.novelty_judge.novelty.threshold
         labels = [bundle.labels[i] for i in top]
         sci = [bundle.scientific_names[i] for i in top]
     events: list[Event] = []

@@ -62,6 +62,7 @@ class TrainConfig:
     teacher_targets: str = "features"  # what is distilled: the teacher's "features", or "probabilities" of a head on them
     teacher_temperature: float = 4.0  # with "probabilities": both distributions softened by this temperature
     novelty_threshold: float = 0.95  # species: "none of these" above this novelty (see novelty.threshold_for)
+    novelty_from: str = ""  # species without a fit of their own (BirdNET heads): judged by this model's (novelty.add_judge)
 
 
 def _seed_all(seed: int) -> None:
@@ -611,14 +612,16 @@ def train(store_path: str | Path, out: str | Path, cfg: TrainConfig | None = Non
         from .bundle import Bundle
         from .calibration import add_to_bundle as calibrate
         from .errors import DatasetError
-        from .novelty import add_to_bundle
+        from .novelty import add_judge, add_to_bundle
 
         try:
             calibrate(out, store_path)  # the temperature that makes its probabilities mean what they say
         except DatasetError:
             pass  # too few validation windows to fit one: probabilities as the network gives them
         graph = [o.name for o in Bundle.load(out, precision="fp32").session.get_outputs()]
-        if feats_cfg.kind != "birdnet" and "embedding" in graph:
+        if cfg.novelty_from:
+            add_judge(out, cfg.novelty_from)  # "none of these" by another model's fit (one knowing the same species)
+        elif feats_cfg.kind != "birdnet" and "embedding" in graph:
             add_to_bundle(out, store_path, cfg.novelty_threshold)  # "none of these": novelty.npz and the card's `novelty`
     return out
 

@@ -274,6 +274,10 @@ def train(
     novelty_threshold: Annotated[float, typer.Option(
         help="Species: a recording is \"none of these\" above this novelty (0.95: as far from the known species as "
              "the 5% most novel validation recordings; `benchmarks/leave_gear_out.py` measures it out of fold)")] = 0.95,
+    novelty_from: Annotated[str | None, typer.Option(
+        help="Species: say \"none of these\" by this species model's novelty fit instead of one of its own (a bundled "
+             "name, e.g. species, or a folder; it must know the same species): what `make bundle-birdnet` does, as "
+             "BirdNET's embeddings do not tell noise from the species")] = None,
     threshold_folds: Annotated[int | None, typer.Option(
         help="Detectors: pick the threshold on out-of-fold scores of the training tapes, K folds (default 4; "
              "0 uses the validation split)")] = None,
@@ -330,7 +334,8 @@ def train(
                                     teacher_dims=teacher_dims, teacher_targets=teacher_targets,
                                     teacher_temperature=teacher_temperature,
                                     threshold_folds=folds, threshold_recall=recall,
-                                    novelty_threshold=novelty_threshold, device=device))
+                                    novelty_threshold=novelty_threshold, novelty_from=novelty_from or "",
+                                    device=device))
     except DeepdiveError as exc:
         fail(str(exc))
         raise typer.Exit(1) from None
