@@ -43,6 +43,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 BUOYS, TAPES = SHARED / "rightwhalecalls", SHARED / "rightwhale2k"
+WATKINS = SHARED / "watkins"
+NEGATIVES = "watkins"  # the source name of the `-negs` recipes' extra negatives (`watkins.detection_negatives`)
 SOURCES = {"buoys": BUOYS.name, "tapes": TAPES.name}
 
 
@@ -60,7 +62,11 @@ def recipes():
     The `-pcen` recipes add per-channel energy normalisation as a channel (0.5 s time constant); the
     `-centred` ones drop the absolute-level channel (`train --centred-only`: only each band less its mean
     over the window, which a recorder's per-band response cannot reach), as the species model does; `-pitch`
-    scales each training window's frequency axis by up to 20% (`train --pitch 0.2`)."""
+    scales each training window's frequency axis by up to 20% (`train --pitch 0.2`). The `-negs` recipes
+    also train on up to three 2 s windows of every Watkins cut of the other 19 species (825 windows in the
+    folder of 2026-12-02: humpback, bowhead, fin and pilot whales, dolphins...; `watkins.detection_negatives`),
+    four passes each, a fold leaving out those of every encounter it tests (`crossval_detector(extra_train=...)`);
+    `-negs-nomix` mixes the folders' calls only over each other's noise, as before, never over those windows."""
     from deepdive.datasets.kaggle import POSITIVE
     from deepdive.features import StftImageConfig
     from deepdive.prepare import PrepareConfig
@@ -70,6 +76,7 @@ def recipes():
                          shift="roll", augment_all=True, val_frac=0.0, source_passes=dict(PASSES))
     cnn = TrainConfig(model="detector-cnn", epochs=8, patience=8)
     low = replace(prep, features=StftImageConfig(fmax=500.0))
+    negs = replace(low, source_passes={**PASSES, NEGATIVES: 4})  # `-negs`: other species' Watkins cuts as negatives
     # the `-pcen` recipes add a PCEN channel (`train --pcen 0.5`: each bin over its running mean of 0.5 s)
     pcen = replace(cnn, model_options={"pcen": low.features.columns(0.5)})
     centred = replace(cnn, model_options={"level": False})  # the `-centred` recipes: `train --centred-only`
@@ -85,6 +92,10 @@ def recipes():
         "cnn-mix-500-centred": (replace(low, mix_backgrounds=0.5), centred),
         "cnn-500-centred-pitch": (low, pitched),
         "cnn-mix-500-centred-pitch": (replace(low, mix_backgrounds=0.5), pitched),
+        "cnn-500-centred-negs": (negs, centred),
+        "cnn-mix-500-centred-negs": (replace(negs, mix_backgrounds=0.5), centred),
+        # the same, each folder's calls still mixed only over the other folder's noise, never over the extra negatives
+        "cnn-mix-500-centred-negs-nomix": (replace(negs, mix_backgrounds=0.5, mix_sources=(BUOYS.name, TAPES.name)), centred),
     }
 
 
@@ -107,14 +118,20 @@ def run_matrix_row(train_on: str, recipe: str, out: Path, reuse: bool, device: s
     if train_on != "both" and prep.mix_backgrounds > 0:
         # mixing needs another source's noise: trained on one source, the recipe is its unmixed base
         recipe = next(name for name, (p, t) in recipes().items()
-                      if t == tcfg and p == replace(prep, mix_backgrounds=0.0))
-        prep = replace(prep, mix_backgrounds=0.0)
+                      if t == tcfg and p == replace(prep, mix_backgrounds=0.0, mix_sources=()))
+        prep = replace(prep, mix_backgrounds=0.0, mix_sources=())
     tag = f"{recipe}-{train_on}" + (f"-s{seed}" if seed else "")
     path = out / f"{tag}.json"
     if reuse and path.is_file():
         return json.loads(path.read_text())
     recs = load(train_on)
-    present = {r.source for r in recs}
+    extra, encounters = [], None
+    if NEGATIVES in prep.source_passes and train_on != "buoys":
+        from deepdive.datasets.watkins import detection_negatives, load_watkins, tape_encounters
+
+        watkins = load_watkins(WATKINS)
+        extra, encounters = detection_negatives(watkins), tape_encounters(watkins)
+    present = {r.source for r in recs + extra}
     prep = replace(prep, source_passes={k: v for k, v in prep.source_passes.items() if k in present})
     tcfg = replace(tcfg, device=device)
     if train_on == "both":
@@ -126,6 +143,7 @@ def run_matrix_row(train_on: str, recipe: str, out: Path, reuse: bool, device: s
     # are then those the source gets alone (group_folds deals each source on its own)
     result = crossval_detector(recs, out / f"work-{tag}", prep, tcfg, k=5, seed=0, resume=True,
                                also_score=other, only=only, train_seed=seed or None,
+                               extra_train=extra or None, encounter_of_tape=encounters,
                                progress=lambda i, k, f: print(f"  {recipe}/{train_on}: fold {i}/{k} AUC {f['roc_auc']}"
                                                               + (f", other source {f['also_roc_auc']}" if "also_roc_auc" in f else ""),
                                                               file=sys.stderr))

@@ -171,3 +171,39 @@ def test_raven_tables_as_training_windows(tmp_path):
     (tmp_path / "notes.txt").write_text("a\tb\n1\t2\n")
     with pytest.raises(DatasetError, match="not a Raven selection table"):
         read_selections([tmp_path / "notes.txt"])
+
+
+def test_detection_negatives_from_other_species_cuts():
+    """Up to `per_cut` 2 s windows spread over each cut of a species other than the right whales, a cut
+    of 1 to 2 s as one shorter window, shorter ones left out; each keeps its cut's tape and encounter."""
+    from deepdive.datasets.base import Recording
+    from deepdive.datasets.watkins import detection_negatives, tape_encounters
+
+    def cut(label, d, tape, group):
+        return Recording(path=f"{tape}-{d}.wav", label=label, group=group, tape=tape, duration_s=d)
+
+    recs = [cut("Humpback Whale", 9.0, "63019", "enc-63019"), cut("Humpback Whale", 1.5, "63019", "enc-63019"),
+            cut("Bowhead Whale", 0.5, "88006", "enc-88006"), cut("Bowhead Whale", 4.4, "88006", "enc-88006"),
+            cut("Northern Right Whale", 30.0, "56017", "enc-56017"), cut("Fin, Finback Whale", 3.0, "88007", "enc-88006")]
+    neg = detection_negatives(recs, per_cut=3)
+    spans = {(r.tape, r.duration_s): [(x.start_s, x.end_s) for x in neg if x.path == r.path] for r in recs}
+    assert spans[("63019", 9.0)] == [(0.0, 2.0), (3.5, 5.5), (7.0, 9.0)]  # three, spread over the cut
+    assert spans[("63019", 1.5)] == [(0.0, 1.5)]  # shorter than a window: mirrored out when prepared
+    assert spans[("88006", 0.5)] == [] and spans[("56017", 30.0)] == []  # too short; a right whale's
+    assert spans[("88006", 4.4)] == [(0.0, 2.0), (2.4, 4.4)] and spans[("88007", 3.0)] == [(0.0, 2.0)]
+    assert {r.label for r in neg} == {"noise"} and {r.source for r in neg} == {"watkins"}
+    assert {r.group for r in neg if r.tape == "88007"} == {"enc-88006"}
+    assert tape_encounters(recs)["88007"] == "enc-88006"
+
+
+def test_crossval_extras_leave_out_the_tapes_and_encounters_each_fold_tests():
+    from deepdive.crossval import _extras_for
+    from deepdive.datasets.base import Recording
+
+    tested = [Recording(path="a.aiff", label="noise", group="tape:88006", tape="88006"),
+              Recording(path="b.aiff", label="noise", group="clip:b")]  # a buoy clip: no tape
+    extra = [Recording(path=f"{t}.wav", label="noise", group=g, tape=t, start_s=0.0, end_s=2.0)
+             for t, g in (("88006", "enc-88006"), ("88007", "enc-88006"), ("63019", "enc-63019"))]
+    kept = _extras_for(extra, tested, {"88006": "enc-88006", "88007": "enc-88006", "63019": "enc-63019"})
+    assert [r.tape for r in kept] == ["63019"]  # its tape, and another tape of its encounter, left out
+    assert [r.tape for r in _extras_for(extra, tested, {})] == ["88007", "63019"]  # without the encounters: its tape

@@ -539,3 +539,33 @@ def test_prepare_kaggle_feature_options(synth_kaggle, tmp_path):
     assert u.config["prepare"]["val_frac"] == 0 and not u.indices("val") and u.indices("test")
     res = runner.invoke(app, ["prepare", "kaggle", str(synth_kaggle), "--out", str(tmp_path / "v"), "--val-frac", "0.9"])
     assert res.exit_code == 1 and "--val-frac 0.9" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_crossval_trains_on_extra_negatives_outside_the_tapes_it_tests(synth_kaggle, tmp_path):
+    """`extra_train` (e.g. other species' Watkins cuts): trained on, never tested, and a fold leaves out
+    those of the tapes it tests."""
+    from dataclasses import replace as rep
+
+    from conftest import detection_cfg
+    from deepdive.crossval import crossval_detector
+    from deepdive.datasets import load_kaggle
+    from deepdive.datasets.kaggle import POSITIVE
+    from deepdive.store import FeatureStore
+    from deepdive.train import TrainConfig
+
+    recs = load_kaggle(synth_kaggle)
+    negatives = [r for r in recs if r.label != POSITIVE]
+    extra = [rep(r, label="noise", source="extra", start_s=0.0, end_s=2.0)
+             for t in sorted({r.tape for r in negatives}) for r in [x for x in negatives if x.tape == t][:2]]
+    cfg = rep(detection_cfg(), source_passes={"extra": 1})
+    r = crossval_detector(recs, tmp_path, cfg, TrainConfig(model="detector-cnn", epochs=1, patience=1), k=2,
+                          snrs_db=(), keep_models=True, extra_train=extra)
+    assert sorted(r["clips"]) == sorted(x.key for x in recs)  # only the folder's clips are scored
+    tape_of = {x.key: x.tape for x in recs + extra}
+    for fold in (0, 1):
+        store = FeatureStore(tmp_path / f"fold{fold}" / "store")
+        tested = {row["key"] for row in store.rows if row["split"] == "test"}
+        extras = {row["key"] for row in store.rows if row["split"] == "train" and row["key"].endswith("#0-2")}
+        assert extras and not extras & tested
+        assert extras == {x.key for x in extra if x.tape not in {tape_of[k] for k in tested}}
+        assert r["folds"][fold]["extra_train"] == len(extras)

@@ -44,6 +44,8 @@ def crossval_detector(
     also_score: list[Recording] | None = None,
     resume: bool = False,
     only: set[int] | None = None,
+    extra_train: list[Recording] | None = None,
+    encounter_of_tape: dict[str, str] | None = None,
 ) -> dict:
     """Train and test `k` detectors on group folds; returns pooled and per-fold metrics.
 
@@ -59,7 +61,12 @@ def crossval_detector(
     Each finished fold is written to `work/foldI.json`; with `resume`, a fold whose file is there (and
     was made with the same folds, configs and clips) is read instead of trained again, so a run of
     hours that is stopped goes on where it stopped. `only`: train only these folds (others are read if
-    saved, else left out), so that processes, or machines, can share the folds of one run."""
+    saved, else left out), so that processes, or machines, can share the folds of one run.
+
+    `extra_train`: recordings that are only ever trained on (e.g. `watkins.detection_negatives`: other
+    species' calls), never folded or tested. A fold trains on those of them outside the encounters it
+    tests: an extra recording is left out of fold i when its tape is a tape of fold i's test clips, or
+    its `group` is the encounter of such a tape (`encounter_of_tape`, e.g. `watkins.tape_encounters`)."""
     from .train import train
 
     work = Path(work)
@@ -76,8 +83,10 @@ def crossval_detector(
         if not test_keys:
             continue
         held = set(test_keys)
+        extras = _extras_for(extra_train or [], [r for r in recordings if r.key in held], encounter_of_tape or {})
         done_path = work / f"fold{i}.json"
-        stamp = _fold_stamp(i, k, seed, train_seed, prep_cfg, train_cfg, test_keys, len(recordings), also_clips)
+        stamp = _fold_stamp(i, k, seed, train_seed, prep_cfg, train_cfg, test_keys, len(recordings), also_clips,
+                            [r.key for r in extras])
         if resume and done_path.is_file():
             done = json.loads(done_path.read_text())
             if done.get("stamp") == stamp:
@@ -96,13 +105,18 @@ def crossval_detector(
         if train_subset is not None:
             kept = {r.key for r in train_subset(i, [r for r in recordings if r.key not in held])}
             fold_recs = [r for r in recordings if r.key in held or r.key in kept]  # in the same order
+        fold_recs = fold_recs + extras
         assignment = {r.key: ("test" if r.key in held else "train") for r in fold_recs}
         store, model = work / f"fold{i}" / "store", work / f"fold{i}" / "model"
-        prepare(fold_recs, store, replace(prep_cfg, seed=seed), assignment=assignment)
+        absent = {r.source for r in extra_train or []} - {r.source for r in fold_recs}  # every extra of a tested tape
+        fold_prep = replace(prep_cfg, seed=seed, source_passes={s: n for s, n in prep_cfg.source_passes.items()
+                                                                 if s not in absent})
+        prepare(fold_recs, store, fold_prep, assignment=assignment)
         train(store, model, replace(train_cfg, seed=(seed if train_seed is None else train_seed) + i), progress=False)
         report = evaluate_detection(model, [(key, truth_of[key]) for key in test_keys], snrs_db, seed=seed)
         card = json.loads((model / "card.json").read_text())
         per_fold.append({"fold": i, "clips": len(report["clips"]), "positives": int(sum(report["truth"])),
+                         **({"extra_train": len(extras)} if extra_train else {}),
                          "roc_auc": report["conditions"]["clean"]["roc_auc"], "threshold": card.get("threshold"),
                          "operating_points": card.get("training_tapes_crossval", {}).get("operating_points")})
         fold_sources = sorted({source_of[key] for key in report["clips"]})
@@ -201,7 +215,14 @@ def _set_fields(cfg) -> str:
     return type(cfg).__name__ + json.dumps(out, default=str, sort_keys=True)
 
 
-def _fold_stamp(i, k, seed, train_seed, prep_cfg, train_cfg, test_keys, n, also_clips) -> str:
+def _extras_for(extra: list[Recording], tested: list[Recording], encounter_of_tape: dict[str, str]) -> list[Recording]:
+    """The recordings of `extra` a fold may train on: none of a tape it tests or of such a tape's encounter."""
+    tapes = {r.tape for r in tested if r.tape}
+    blocked = {encounter_of_tape[t] for t in tapes if t in encounter_of_tape}
+    return [r for r in extra if r.tape not in tapes and r.group not in blocked]
+
+
+def _fold_stamp(i, k, seed, train_seed, prep_cfg, train_cfg, test_keys, n, also_clips, extra_keys=()) -> str:
     """What a fold's result depends on, hashed: a saved fold is reused only if this matches. Where the
     network trained (`device`) is left out: a fold trained on a GPU is read by a run on the CPU."""
     import dataclasses
@@ -210,6 +231,8 @@ def _fold_stamp(i, k, seed, train_seed, prep_cfg, train_cfg, test_keys, n, also_
     if dataclasses.is_dataclass(train_cfg) and any(f.name == "device" for f in dataclasses.fields(train_cfg)):
         train_cfg = replace(train_cfg, device="cpu")
     parts = [i, k, seed, train_seed, _set_fields(prep_cfg), _set_fields(train_cfg), sorted(test_keys), n, also_clips]
+    if extra_keys:  # a run without extra training recordings keeps the stamps it always had
+        parts.append(sorted(extra_keys))
     return hashlib.sha1(json.dumps(parts, default=str).encode()).hexdigest()
 
 

@@ -87,6 +87,7 @@ class PrepareConfig:
     mix_backgrounds: float = 0.0
     mix_snr_db: tuple[float, float] = (0.0, 15.0)
     mix_pool: int = 256  # background clips kept per source
+    mix_sources: tuple[str, ...] = ()  # the sources whose noise is mixed under other sources' windows (empty: every one)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -585,7 +586,8 @@ def _background_mixer(recordings: list[Recording], assignment: dict[str, str], c
     store's seed; None with a single source."""
     by_source: dict[str, list[Recording]] = defaultdict(list)
     for r in recordings:
-        if assignment.get(r.key) == "train" and (cfg.task != "detection" or r.label != cfg.positive):
+        if (assignment.get(r.key) == "train" and (cfg.task != "detection" or r.label != cfg.positive)
+                and (not cfg.mix_sources or r.source in cfg.mix_sources)):
             by_source[r.source].append(r)
     if len(by_source) < 2:
         return None

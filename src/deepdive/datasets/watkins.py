@@ -8,7 +8,10 @@ them together. Without metadata.csv the tape is read from the cut id and the dat
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import DatasetError
 from .base import Recording
@@ -136,3 +139,40 @@ def load_watkins(root: str | Path) -> list[Recording]:
             )
         )
     return out
+
+
+# The right whales: their cuts hold the calls a detector learns, so none of their windows is a negative.
+RIGHT_WHALES = ("Northern Right Whale", "Southern Right Whale")
+
+
+def detection_negatives(recordings: list[Recording], per_cut: int = 3, window_s: float = 2.0, min_s: float = 1.0,
+                        label: str = "noise", exclude: tuple[str, ...] = RIGHT_WHALES, source: str = "watkins"
+                        ) -> list[Recording]:
+    """Negatives for a right-whale detector from Watkins cuts of other species: up to `per_cut` windows
+    of `window_s` from each cut not of an `exclude` species, spread evenly over it (a cut of `min_s` to
+    `window_s` is one shorter window, to be mirrored out as the challenge clips were; shorter cuts are
+    left out). Each keeps its cut's encounter as `group` and its tape, so that a split can hold out the
+    windows of every encounter it tests (`tape_encounters`). The humpbacks, bowheads and pilot whales
+    among them are what a right-whale detector confuses at sea (as extra negatives they cost the tapes more
+    than they gave: docs/detector.md, "Other species' Watkins cuts as extra negatives")."""
+    out = []
+    for r in recordings:
+        if r.label in exclude or r.duration_s is None or r.duration_s < min_s:
+            continue
+        d = float(r.duration_s)
+        if d < window_s:
+            spans = [(0.0, round(d, 3))]
+        else:
+            n = min(per_cut, int(d // window_s))
+            starts = np.linspace(0.0, d - window_s, n) if n > 1 else [0.0]
+            spans = [(round(float(s), 3), round(float(s) + window_s, 3)) for s in starts]
+        for start, end in spans:
+            out.append(replace(r, label=label, source=source, start_s=start, end_s=end))
+    return out
+
+
+def tape_encounters(recordings: list[Recording]) -> dict[str, str]:
+    """{tape: encounter} over Watkins recordings (the encounter `load_watkins` gives each cut: cuts that
+    share a tape or a date), so that clips cut from a tape (rightwhale2k's `sources.csv`) can be matched
+    to every Watkins window of their encounter."""
+    return {r.tape: r.group for r in recordings if r.tape}
