@@ -101,6 +101,21 @@ def test_prepare_train_classify_and_scan_on_embeddings(fake_birdnet, synth_corpu
     card = json.loads((model / "card.json").read_text())
     assert card["features"]["kind"] == "birdnet" and card["input"]["shape"] == ["batch", 4 * EMBEDDING]
     assert "BirdNET" in card["data_terms"] and "CC BY-NC-SA" in card["data_terms"]
+    # the head is refitted on the validation windows too: its temperature is fitted on them as scored by the
+    # head of the training windows alone, never on its own scores of windows it trained on
+    from deepdive.calibration import fit_temperature
+    from deepdive.store import FeatureStore
+    from deepdive.train import logistic_regression
+
+    store = FeatureStore(tmp_path / "store")
+    tr, va = store.indices("train"), store.indices("val")
+    x_tr, x_va = store.batch(tr).astype(np.float64), store.batch(va).astype(np.float64)
+    mu, sd = x_tr.mean(0), np.sqrt(x_tr.var(0) + 1e-5)
+    index = {lab: i for i, lab in enumerate(store.labels)}
+    y_tr, y_va = (np.array([index[store.rows[i]["label"]] for i in idx]) for idx in (tr, va))
+    W, b = logistic_regression((x_tr - mu) / sd, y_tr, len(store.labels), 0.05)
+    assert "scored_by" in card["calibration"]["fitted_on"]
+    assert card["calibration"]["temperature"] == round(fit_temperature((x_va - mu) / sd @ W + b, y_va), 4)
     report = evaluate_store(model, tmp_path / "store", "test")
     labels = card["labels"]
     assert report["recording"]["accuracy"] > 2 / len(labels)  # well above chance (1 / n_labels)

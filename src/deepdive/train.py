@@ -347,11 +347,14 @@ def _fit_linear(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape,
 
     _, _, scale = standardise(x_tr)
     s_tr, s_va = scale(x_tr), scale(x_va)
-    tried = {}
+    tried, heads = {}, {}
     for c in cfg.linear_c:
-        W, b = logistic_regression(s_tr, y_tr, len(labels), c)
+        W, b = heads[c] = logistic_regression(s_tr, y_tr, len(labels), c)
         tried[c] = (ce(W, b, s_tr, y_tr), ce(W, b, s_va, y_va) if va else (float("nan"), float("nan")))
     c = min(cfg.linear_c, key=lambda k: tried[k][1][0]) if va else cfg.linear_c[len(cfg.linear_c) // 2]
+    # the validation windows as a head that never heard them scores them (the shipped head is refitted on
+    # them too, so its own scores of them are those of training windows): what its temperature is fitted on
+    heldout = (s_va @ heads[c][0] + heads[c][1], y_va) if va else None
     x_all, y_all = (np.concatenate([x_tr, x_va]), np.concatenate([y_tr, y_va])) if va else (x_tr, y_tr)
     mu, var, scale = standardise(x_all)
     W, b = logistic_regression(scale(x_all), y_all, len(labels), c)
@@ -365,6 +368,7 @@ def _fit_linear(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape,
         linear.weight.copy_(torch.from_numpy(W.T))
         linear.bias.copy_(torch.from_numpy(b))
     model.eval()
+    model.heldout_logits = heldout
     (train_loss, train_acc), (val_loss, val_acc) = tried[c]
     history = [{"epoch": 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc,
                 "lr": float("nan"), "seconds": round(time.time() - t0, 1), "c": c,
@@ -615,7 +619,8 @@ def train(store_path: str | Path, out: str | Path, cfg: TrainConfig | None = Non
         from .novelty import add_judge, add_to_bundle
 
         try:
-            calibrate(out, store_path)  # the temperature that makes its probabilities mean what they say
+            heldout = getattr(model, "heldout_logits", None)  # a linear head's validation windows, scored before its refit
+            calibrate(out, store_path, heldout)  # the temperature that makes its probabilities mean what they say
         except DatasetError:
             pass  # too few validation windows to fit one: probabilities as the network gives them
         graph = [o.name for o in Bundle.load(out, precision="fp32").session.get_outputs()]
