@@ -92,6 +92,8 @@ bundle-birdnet: $(VENV)/.installed-dev $(BIRDNET)
 	DEEPDIVE_BIRDNET_MODEL=$(abspath $(BIRDNET)) $(BIN)/deepdive prepare watkins $(WATKINS) \
 		--features birdnet --out runs/watkins-birdnet
 	$(BIN)/deepdive train runs/watkins-birdnet --novelty-from species --out runs/species-birdnet
+	$(BIN)/python benchmarks/crossval_birdnet.py --product runs/watkins-birdnet --write-temperature runs/species-birdnet \
+		--out runs/species-birdnet/crossval.json
 	DEEPDIVE_BIRDNET_MODEL=$(abspath $(BIRDNET)) $(BIN)/deepdive evaluate runs/species-birdnet runs/watkins-birdnet \
 		--split test --out runs/species-birdnet/eval
 	rm -rf src/deepdive/bundled/species-birdnet && mkdir -p src/deepdive/bundled/species-birdnet

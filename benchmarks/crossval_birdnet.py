@@ -41,6 +41,7 @@ non-commercial. Embeddings are cached in --cache (about 4 minutes for 604 cuts a
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import time
 from pathlib import Path
@@ -80,11 +81,16 @@ def _row_features(X: dict[str, np.ndarray], speeds: list[float], row: str) -> np
                           axis=1).astype(np.float64)
 
 
-def _fit_predict(feats: np.ndarray, truth: np.ndarray, train: np.ndarray, test: np.ndarray, n: int, c: float):
-    """Standardise on `train`, fit the logistic regression, return the probabilities of `test`."""
+def _fit_logits(feats: np.ndarray, truth: np.ndarray, train: np.ndarray, test: np.ndarray, n: int, c: float):
+    """Standardise on `train`, fit the logistic regression, return the logits of `test`."""
     mu, sd = feats[train].mean(0), feats[train].std(0) + 1e-6
     W, b = logistic_regression((feats[train] - mu) / sd, truth[train], n, c)
-    return softmax((feats[test] - mu) / sd @ W + b)
+    return (feats[test] - mu) / sd @ W + b
+
+
+def _fit_predict(feats: np.ndarray, truth: np.ndarray, train: np.ndarray, test: np.ndarray, n: int, c: float):
+    """The probabilities of `test` (see `_fit_logits`)."""
+    return softmax(_fit_logits(feats, truth, train, test, n, c))
 
 
 def scores(probs: np.ndarray, truth: np.ndarray) -> dict:
@@ -174,6 +180,9 @@ def main() -> int:
                     help="SPEEDS:LAYERS to score, e.g. 0.5,1,10:embedding+block4-1 (the features of every speed and "
                          "layer named side by side); default: a set for each task")
     ap.add_argument("--c", type=float, default=0.05, help="inverse L2 strength")
+    ap.add_argument("--write-temperature", default=None, metavar="BUNDLE",
+                    help="with --product: write the temperature fitted on the out-of-fold windows into this head's card "
+                         "(its `calibration`), the folds' heads fitted with the L2 strength it chose (its history.csv)")
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--cache", default=None, help="default runs/birdnet-layers[-rightwhale].npz")
     ap.add_argument("--out", default="runs/cv-species/birdnet.json")
@@ -202,6 +211,9 @@ def main() -> int:
     print("| features | top-1 | top-3 | unseen encounters top-1 | top-3 | per-fold top-1 |")
     print("|---|---:|---:|---:|---:|---|")
     if args.product:
+        if args.write_temperature:
+            with open(Path(args.write_temperature) / "history.csv", newline="") as f:
+                args.c = float(next(csv.DictReader(f))["c"])
         return product_cv(args, recs, labels, truth, assignments, enc, fold_of)
     if not args.birdnet_model:
         ap.error("--birdnet-model is needed to embed the cuts")
@@ -243,18 +255,72 @@ def product_cv(args, recs, labels, truth, assignments, enc, fold_of) -> int:
     y = np.array([truth[row_of[k]] for k in keys])
     rec_of = np.array([row_of[k] for k in keys])
     probs = np.zeros((len(recs), len(labels)))
+    oof = []  # (window logits, their recording rows, labels) of each test fold
     for a in assignments:
         train = np.array([i for i, k in enumerate(keys) if a[k] in ("train", "val")], dtype=int)
         test = np.array([i for i, k in enumerate(keys) if a[k] == "test" and not extra[i]], dtype=int)
-        p = _fit_predict(feats, y, train, test, len(labels), args.c)
+        z = _fit_logits(feats, y, train, test, len(labels), args.c)
+        p = softmax(z)
+        oof.append((z, rec_of[test], y[test]))
         for r in np.unique(rec_of[test]):
             probs[r] = p[rec_of[test] == r].mean(0)
     name = f"{store.config['prepare']['features'].get('layers', ['embedding'])} windows of {args.product}"
     result = _report(name, probs, truth, enc, fold_of, labels)
+    result["calibration"] = _oof_temperature(oof)
+    if args.write_temperature:
+        from deepdive.store import atomic_write_json
+
+        card_path = Path(args.write_temperature) / "card.json"
+        card = json.loads(card_path.read_text())
+        if [x["species"] for x in card["labels"]] != labels:
+            raise SystemExit(f"{card_path}: knows other species than the folder")
+        cal = result["calibration"]
+        card["calibration"] = {
+            "method": "temperature scaling: probabilities are softmax(logits / temperature)",
+            "temperature": cal["temperature_all_folds"],
+            "fitted_on": {"out_of_fold_windows": int(sum(len(z) for z, _, _ in oof)), "folds": len(oof),
+                          "how": f"the head's recipe (L2 strength {args.c:g}) refitted on 4 of 5 folds over encounters "
+                                 "(benchmarks/crossval_birdnet.py --product), the windows of the fifth scored; "
+                                 "window NLL"},
+            "out_of_fold_recording_ece": {"temperature_1": cal["recording_ece_t1"],
+                                          "each_fold_at_the_other_folds_temperature": cal["recording_ece_other_folds_t"]},
+        }
+        atomic_write_json(card_path, card)
+        print(f"{card_path}: temperature {cal['temperature_all_folds']}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"c": args.c, "k": args.k, "product": args.product, "rows": {name: result},
                                           "labels": labels}, indent=1))
     return 0
+
+
+def _oof_temperature(oof) -> dict:
+    """Calibration out of fold: recording ECE (a recording = the mean of its windows' probabilities) at
+    temperature 1, at the temperature fitted (window NLL) on every fold's out-of-fold windows, and with
+    each fold scaled by the temperature fitted on the other folds' windows (an honest figure for a
+    temperature chosen this way)."""
+    from deepdive.calibration import fit_temperature
+    from deepdive.evaluate import expected_calibration_error as ece
+
+    def rec_ece(folds, temps):
+        p, t = [], []
+        for (z, rec, y), temp in zip(folds, temps, strict=True):
+            w = softmax(z / temp)
+            for r in np.unique(rec):
+                p.append(w[rec == r].mean(0))
+                t.append(y[rec == r][0])
+        return float(ece(np.array(t), np.array(p)))
+
+    z_all, y_all = np.concatenate([f[0] for f in oof]), np.concatenate([f[2] for f in oof])
+    t_all = fit_temperature(z_all, y_all)
+    others = [fit_temperature(np.concatenate([f[0] for j, f in enumerate(oof) if j != i]),
+                              np.concatenate([f[2] for j, f in enumerate(oof) if j != i])) for i in range(len(oof))]
+    out = {"temperature_all_folds": round(t_all, 4), "temperatures_other_folds": [round(t, 4) for t in others],
+           "recording_ece_t1": round(rec_ece(oof, [1.0] * len(oof)), 4),
+           "recording_ece_other_folds_t": round(rec_ece(oof, others), 4)}
+    print(f"\nOut of fold: a temperature fitted on every fold's windows {t_all:.3f} (on the other folds': "
+          f"{', '.join(f'{t:.3f}' for t in others)}); recording ECE at 1: {out['recording_ece_t1']:.3f}, with each "
+          f"fold at the other folds' temperature: {out['recording_ece_other_folds_t']:.3f}")
+    return out
 
 
 if __name__ == "__main__":
