@@ -257,12 +257,9 @@ class Bundle:
         if not name:
             return None
         if "judge" not in self._extras:
-            judge = resolve(name, "species")
-            if judge.novelty is None or judge.labels != self.labels:
-                raise ModelError(f"{self.path}: its card judges \"none of these\" by {name}, which "
-                                 + ("has no novelty fit" if judge.novelty is None else "knows other species")
-                                 + "; run novelty.add_judge again with a species model that knows the same species")
-            self._extras["judge"] = judge
+            from .novelty import check_judge
+
+            self._extras["judge"] = check_judge(self, name)
         return self._extras["judge"]
 
     def predict_with_novelty(self, feats: np.ndarray, batch_size: int = 16, threads: int | None = None

@@ -430,24 +430,17 @@ def add_to_bundle(bundle_dir: str | Path, store_path: str | Path, keep: float = 
 def add_judge(bundle_dir: str | Path, judge: str | Path = "species") -> dict:
     """Let a species bundle without a novelty fit of its own say "none of these" by another species
     model's fit (`Bundle.novelty_judge`): the card's `novelty` names the judge (a bundled name, or a
-    folder, kept as given) and its threshold. For the head over BirdNET's embeddings, in which noise lies
+    folder's absolute path) and its threshold. For the head over BirdNET's embeddings, in which noise lies
     among the species' windows (docs/species.md), the bundled CNN judges: it knows the same species, and
     each recording (or a scan's window) is also run through it, at a fraction of BirdNET's cost."""
     import json
 
-    from .bundle import BUNDLED, Bundle, resolve
-    from .errors import ModelError
+    from .bundle import BUNDLED, Bundle
     from .store import atomic_write_json
 
     bundle_dir = Path(bundle_dir)
     judge = str(judge) if str(judge) in BUNDLED else str(Path(judge).resolve())
-    own = Bundle.load(bundle_dir)
-    other = resolve(judge, "species")
-    if other.novelty is None:
-        raise ModelError(f"{judge}: has no novelty fit of its own to judge by")
-    if other.labels != own.labels:
-        raise ModelError(f"{judge}: knows other species than {bundle_dir} ({len(other.labels)} against {len(own.labels)}); "
-                         "a judge must know the same species")
+    other = check_judge(Bundle.load(bundle_dir), judge)
     card = json.loads((bundle_dir / "card.json").read_text())
     theirs = other.card["novelty"]
     card["novelty"] = {
@@ -461,3 +454,18 @@ def add_judge(bundle_dir: str | Path, judge: str | Path = "species") -> dict:
     (bundle_dir / FILE).unlink(missing_ok=True)  # a fit of its own would take precedence
     atomic_write_json(bundle_dir / "card.json", card)
     return card["novelty"]
+
+
+def check_judge(bundle, judge: str):
+    """The species model named `judge` (a bundled name or a folder), loaded, if it can judge "none of
+    these" for `bundle`: it has a novelty fit of its own and knows the same species; else ModelError."""
+    from .bundle import resolve
+    from .errors import ModelError
+
+    other = resolve(judge, "species")
+    if other.novelty is None or other.labels != bundle.labels:
+        why = ("has no novelty fit of its own" if other.novelty is None else
+               f"knows other species ({len(other.labels)} against {len(bundle.labels)})")
+        raise ModelError(f"{bundle.path}: cannot be judged \"none of these\" by {judge}, which {why}; a judge "
+                         "must know the same species (novelty.add_judge)")
+    return other
