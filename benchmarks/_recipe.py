@@ -44,3 +44,17 @@ def trained_on_noise(bundle) -> set[str]:
         if training.get(key):
             heard |= {Path(p).name for p in noise_paths(training[key], seed=training.get("seed", 0))}
     return heard
+
+
+def trained_on_clips(bundle) -> set[str]:
+    """The names of the challenge clips the model trained on as recordings of a species (`prepare watkins
+    --calls`: their units in the card's training and validation splits): the benchmarks leave them out."""
+    heard: set[str] = set()
+    for row in bundle.card.get("split", {}).get("report", []):
+        for split in ("train", "val"):
+            units = row.get(f"{split}_units", [])
+            if isinstance(units, dict):  # a split too large to list: its count and digest only
+                raise SystemExit(f"{bundle.path}: the card lists {units['count']} {split} units by digest only; "
+                                 "the clips it heard cannot be left out")
+            heard |= {u.split("clip:", 1)[1] for u in units if "clip:" in u}
+    return heard

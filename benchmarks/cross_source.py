@@ -62,7 +62,9 @@ def recipes():
     The `-pcen` recipes add per-channel energy normalisation as a channel (0.5 s time constant); the
     `-centred` ones drop the absolute-level channel (`train --centred-only`: only each band less its mean
     over the window, which a recorder's per-band response cannot reach), as the species model does; `-pitch`
-    scales each training window's frequency axis by up to 20% (`train --pitch 0.2`). The `-negs` recipes
+    scales each training window's frequency axis by up to 20% (`train --pitch 0.2`); `-rec` hears half the
+    training windows through a random recorder (`train --recorder 0.5`: `augment.recorder_response`'s
+    noise under the call, hum lines and band limits; its equalisation curve the centring cancels). The `-negs` recipes
     also train on up to three 2 s windows of every Watkins cut of the other 19 species (825 windows in the
     folder of 2026-12-02: humpback, bowhead, fin and pilot whales, dolphins...; `watkins.detection_negatives`),
     four passes each, a fold leaving out those of every encounter it tests (`crossval_detector(extra_train=...)`);
@@ -81,6 +83,7 @@ def recipes():
     pcen = replace(cnn, model_options={"pcen": low.features.columns(0.5)})
     centred = replace(cnn, model_options={"level": False})  # the `-centred` recipes: `train --centred-only`
     pitched = replace(centred, pitch=0.2)  # `-pitch`: and `train --pitch 0.2`, each window's call up to 20% higher or lower
+    heard = replace(centred, recorder=0.5)  # `-rec`: and `train --recorder 0.5`, half the windows through a random recorder
     return {
         "cnn": (prep, cnn),
         "cnn-mix": (replace(prep, mix_backgrounds=0.5), cnn),
@@ -92,6 +95,7 @@ def recipes():
         "cnn-mix-500-centred": (replace(low, mix_backgrounds=0.5), centred),
         "cnn-500-centred-pitch": (low, pitched),
         "cnn-mix-500-centred-pitch": (replace(low, mix_backgrounds=0.5), pitched),
+        "cnn-mix-500-centred-rec": (replace(low, mix_backgrounds=0.5), heard),
         "cnn-500-centred-negs": (negs, centred),
         "cnn-mix-500-centred-negs": (replace(negs, mix_backgrounds=0.5), centred),
         # the same, each folder's calls still mixed only over the other folder's noise, never over the extra negatives

@@ -55,6 +55,9 @@ def main() -> int:
                     help="run one of the two cross-validations and stop (two processes can share the cores)")
     ap.add_argument("--folds", default="", help="with --only: train only these folds (e.g. 1,3,5,7), the others "
                     "being another process's; the last run, without it, reads them all")
+    ap.add_argument("--calls", default="", help="a challenge folder whose up-calls every fold also trains on as "
+                    "Northern Right Whales from another recorder (`prepare watkins --calls`); never tested")
+    ap.add_argument("--calls-max", type=int, default=60, help="with --calls: how many up-calls (as `prepare --calls-max`)")
     ap.add_argument("--keep-models", action="store_true",
                     help="keep each fold's store and model (work-*/foldI) to study them after; else removed")
     add_flags(ap)
@@ -67,6 +70,15 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     prep = PrepareConfig(features=MelConfig(), pad="zeros", balance=True, seed=0)  # as `deepdive prepare watkins`
     tcfg, tag = train_config(args.model, args)
+    extra = {}
+    if args.calls:
+        from deepdive.datasets import as_sources, load_calls
+
+        calls = load_calls(args.calls, "Northern Right Whale", next(r.scientific_name for r in recs
+                                                                   if r.label == "Northern Right Whale"),
+                           args.calls_max, seed=0)
+        extra = {"extra_train": as_sources([(args.calls, calls)])}
+        tag += f"-calls{args.calls_max}"
     systems, assignments, levels = gear_folds(recs, lambda r: recording_system(r.gear))
 
     def run(name, **kw):
@@ -74,7 +86,7 @@ def main() -> int:
         if args.reuse and path.is_file():
             return json.loads(path.read_text())
         cv = crossval_species(recs, out / f"work-{tag}-{name}", prep, tcfg, resume=True, novelty=True, only=only,
-                              keep_models=args.keep_models,
+                              keep_models=args.keep_models, **extra,
                               progress=lambda i, k, f: print(f"  {name} fold {i}/{k}: {f}", file=sys.stderr, flush=True), **kw)
         if only is None:  # a share of the folds is no result
             path.write_text(json.dumps(cv))
@@ -87,38 +99,52 @@ def main() -> int:
         return 0
     logo = run("systems", folds=(assignments, levels))
     if args.only == "systems":
+        if only is None:  # every system's fold is there: its table alone (the encounter columns need the other run)
+            systems_table(tag, logo, None, recs, systems, assignments)
         return 0
-    enc = run("encounters", k=5)
+    systems_table(tag, logo, run("encounters", k=5), recs, systems, assignments)
+    return 0
+
+
+def systems_table(tag: str, logo: dict, enc: dict | None, recs, systems, assignments) -> None:
+    """Leave one recording system out: top-1 / top-3 over the cuts its folds score, per system and per
+    species, beside the same cuts scored by the encounter cross-validation (`enc`; None: without it)."""
+    from deepdive.datasets.watkins import recording_system
+
     labels = logo["labels"]
     truth = {r.key: labels.index(r.label) for r in recs if r.label in labels}
     tested = [k for a in assignments for k, split in a.items() if split == "test"]
     system_of = {r.key: recording_system(r.gear) for r in recs}
     species_of = {r.key: r.label for r in recs}
-    lp, ep = logo["recording_probabilities"], enc["recording_probabilities"]
-    tested = [k for k in tested if k in lp and k in ep]
+    lp = logo["recording_probabilities"]
+    ep = enc["recording_probabilities"] if enc is not None else {}
+    tested = [k for k in tested if k in lp and (enc is None or k in ep)]
     l1, l3 = topk(lp, truth, tested)
-    e1, e3 = topk(ep, truth, tested)
     print(f"`{tag}`, {len(tested)} cuts of {len(systems)} recording systems, each scored by a model that never "
-          "heard its system (and, beside it, by one that never heard its encounter)\n")
+          "heard its system" + (" (and, beside it, by one that never heard its encounter)" if enc else "") + "\n")
     print("| scored by a model that never heard | top-1 | top-3 |")
     print("|---|---:|---:|")
     print(f"| the cut's recording system | {l1:.3f} | {l3:.3f} |")
-    print(f"| the cut's encounter | {e1:.3f} | {e3:.3f} |")
-    print(f"\nGap (encounters - systems): top-1 {e1 - l1:+.3f}, top-3 {e3 - l3:+.3f}\n")
-    print("| recording system held out | cuts | species | top-1 (system held out) | top-1 (encounter held out) |")
-    print("|---|---:|---|---:|---:|")
+    if enc is not None:
+        e1, e3 = topk(ep, truth, tested)
+        print(f"| the cut's encounter | {e1:.3f} | {e3:.3f} |")
+        print(f"\nGap (encounters - systems): top-1 {e1 - l1:+.3f}, top-3 {e3 - l3:+.3f}")
+    both = enc is not None
+    print("\n| recording system held out | cuts | species | top-1 (system held out) |" + (" top-1 (encounter held out) |" if both else ""))
+    print("|---|---:|---|---:|" + ("---:|" if both else ""))
     for s in systems:
         keys = [k for k in tested if system_of[k] == s]
         if keys:
             names = ", ".join(sorted({species_of[k] for k in keys}))
-            print(f"| {s} | {len(keys)} | {names} | {topk(lp, truth, keys)[0]:.2f} | {topk(ep, truth, keys)[0]:.2f} |")
-    print("\n| species | cuts | top-1 (system held out) | top-1 (encounter held out) |")
-    print("|---|---:|---:|---:|")
+            print(f"| {s} | {len(keys)} | {names} | {topk(lp, truth, keys)[0]:.2f} |"
+                  + (f" {topk(ep, truth, keys)[0]:.2f} |" if both else ""))
+    print("\n| species | cuts | top-1 (system held out) | top-3 |" + (" top-1 (encounter held out) |" if both else ""))
+    print("|---|---:|---:|---:|" + ("---:|" if both else ""))
     for lab in sorted({species_of[k] for k in tested}):
         keys = [k for k in tested if species_of[k] == lab]
-        print(f"| {lab} | {len(keys)} | {topk(lp, truth, keys)[0]:.2f} | {topk(ep, truth, keys)[0]:.2f} |")
-    novelty_table(tested, logo.get("novelty", {}), enc.get("novelty", {}), system_of)
-    return 0
+        t1, t3 = topk(lp, truth, keys)
+        print(f"| {lab} | {len(keys)} | {t1:.2f} | {t3:.2f} |" + (f" {topk(ep, truth, keys)[0]:.2f} |" if both else ""))
+    novelty_table(tested, logo.get("novelty", {}), enc.get("novelty", {}) if both else None, system_of)
 
 
 def encounter_table(tag: str, enc: dict, recs, system_cuts: list[str]) -> None:
@@ -160,11 +186,12 @@ def encounter_table(tag: str, enc: dict, recs, system_cuts: list[str]) -> None:
 
 def novelty_table(keys, logo, enc, system_of) -> None:
     """"None of these" out of fold: known-species recordings flagged at the default threshold, and the
-    threshold cross-validation would choose (the one keeping 90% / 95% of them known)."""
+    threshold cross-validation would choose (the one keeping 90% / 95% of them known); `enc` None: the
+    systems' folds alone."""
     from deepdive.bundle import resolve
     from deepdive.novelty import DEFAULT_KEEP, threshold_for
 
-    keys = [k for k in keys if k in logo and k in enc]
+    keys = [k for k in keys if k in logo and (enc is None or k in enc)]
     if not keys:
         return
     card = resolve(None, "species").novelty.threshold  # the bundled model's threshold
@@ -173,16 +200,17 @@ def novelty_table(keys, logo, enc, system_of) -> None:
     print(f"| scored by a model that never heard | flagged at {DEFAULT_KEEP:g} | at {card:g} (the bundle's) | median "
           "novelty | threshold keeping 90% known | 95% |")
     print("|---|---:|---:|---:|---:|---:|")
-    for name, nov in (("the cut's recording system", logo), ("the cut's encounter", enc)):
+    runs = (("the cut's recording system", logo),) + ((("the cut's encounter", enc),) if enc is not None else ())
+    for name, nov in runs:
         v = np.array([nov[k] for k in keys])
         print(f"| {name} | {np.mean(v > DEFAULT_KEEP):.2f} | {np.mean(v > card):.2f} | {np.median(v):.2f} | "
               f"{threshold_for(v, 0.90):.3f} | {threshold_for(v, 0.95):.3f} |")
-    print("\n| recording system held out | cuts | flagged (system held out) | flagged (encounter held out) |")
-    print("|---|---:|---:|---:|")
+    print("\n| recording system held out | cuts | " + " | ".join(f"flagged at {card:g} ({name.split()[-1]} held out)"
+                                                                 for name, _ in runs) + " |")
+    print("|---|---:|" + "---:|" * len(runs))
     for s in sorted({system_of[k] for k in keys}):
         ks = [k for k in keys if system_of[k] == s]
-        print(f"| {s} | {len(ks)} | {np.mean([logo[k] > DEFAULT_KEEP for k in ks]):.2f} | "
-              f"{np.mean([enc[k] > DEFAULT_KEEP for k in ks]):.2f} |")
+        print(f"| {s} | {len(ks)} | " + " | ".join(f"{np.mean([nov[k] > card for k in ks]):.2f}" for _, nov in runs) + " |")
 
 
 if __name__ == "__main__":

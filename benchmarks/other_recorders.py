@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from _recipe import trained_on_noise
+from _recipe import trained_on_clips, trained_on_noise
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "rightwhalecalls"
@@ -77,13 +77,14 @@ def main() -> int:
     kinds = {}
     for name, group in (("up-calls", [r for r in recs if r.label == POSITIVE]), ("noise", [r for r in recs if r.label != POSITIVE])):
         kinds[name] = [group[i].path for i in sorted(rng.choice(len(group), min(args.clips, len(group)), replace=False))]
-    # (a model whose training heard some of the noise clips is scored without them: the count drops a little)
+    # (a model whose training heard some of these clips is scored without them: the count drops a little)
     print(f"{len(kinds['up-calls'])} up-calls and {len(kinds['noise'])} noise clips of {args.data}\n")
     print(f"| model | up-calls: {SPECIES} first | in top 3 | mean p | known | noise: known | noise: most often first |")
     print("|---|---:|---:|---:|---:|---:|---|")
     for model in args.model:
         bundle = resolve(model, "species")
-        heard = trained_on_noise(bundle)  # noise clips its training heard are not scored
+        # clips its training heard (noise, or up-calls with `prepare watkins --calls`) are not scored
+        heard = trained_on_noise(bundle) | trained_on_clips(bundle)
         rows = {}
         for name, paths in kinds.items():
             paths = [p for p in paths if Path(p).name not in heard]
@@ -99,7 +100,7 @@ def main() -> int:
             }
         up, nz = rows["up-calls"], rows["noise"]
         common = ", ".join(f"{s} {c / nz['n']:.0%}" for s, c in nz["first"])
-        print(f"| {model or 'bundled'} | {up['top1']:.2f} | {up['top3']:.2f} | {up['p']:.3f} | {up['known']:.2f} | "
+        print(f"| {model or 'bundled'} ({up['n']} / {nz['n']}) | {up['top1']:.2f} | {up['top3']:.2f} | {up['p']:.3f} | {up['known']:.2f} | "
               f"{nz['known']:.2f} | {common} |", flush=True)
     print(f"\nTop-1 on the model's test cuts of {', '.join(LOW)}, as recorded and resampled:\n")
     print("| model | cuts | as recorded | 4 kHz | 2 kHz |")

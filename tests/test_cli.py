@@ -186,6 +186,49 @@ BAD_CASES = [
 ]
 
 
+def test_prepare_watkins_with_calls_of_another_recorder(synth_corpus, synth_kaggle, tmp_path):
+    """`prepare watkins --calls`: a challenge folder's up-calls join a species as a second source. The
+    Watkins cuts keep the split they get alone, each source is balanced on its own, the card says where
+    the calls came from, and `evaluate` reports each source, the clip-grouped calls outside the
+    encounter-disjoint figure."""
+    import shutil
+
+    calls = tmp_path / "challenge"
+    shutil.copytree(synth_kaggle, calls)
+    (calls / "sources.csv").unlink()  # grouped by identical clips, as the challenge's own buoy clips are
+    alone, both, model = tmp_path / "alone", tmp_path / "both", tmp_path / "model"
+    common = ["--window", "3", "--species", "Synthetic upcall", "--species", "Synthetic whistle", "--species", "Synthetic moan"]
+    assert runner.invoke(app, ["prepare", "watkins", str(synth_corpus), "--out", str(alone), *common]).exit_code == 0
+    res = runner.invoke(app, ["prepare", "watkins", str(synth_corpus), "--out", str(both), *common, "--calls", str(calls),
+                              "--calls-species", "Synthetic upcall", "--calls-max", "12"])
+    assert res.exit_code == 0, res.stdout
+    single = json.loads((alone / "config.json").read_text())
+    config = json.loads((both / "config.json").read_text())
+    mine = {r["label"]: r for r in config["split_report"] if r["source"] == synth_corpus.name}
+    for row in single["split_report"]:
+        for split in ("train", "val", "test"):
+            assert [u.removeprefix(synth_corpus.name + "/") for u in mine[row["label"]][f"{split}_units"]] == row[f"{split}_units"]
+    added = [r for r in config["split_report"] if r["source"] == "challenge"]
+    assert [r["label"] for r in added] == ["Synthetic upcall"]
+    assert sum(added[0][f"{s}_recordings"] for s in ("train", "val", "test")) >= 12
+    assert "challenge: Synthetic upcall" in config["slices_per_label"]
+    assert config["source"]["calls"] == {"path": str(calls), "species": "Synthetic upcall", "max": 12, "seed": 0}
+    res = runner.invoke(app, ["train", str(both), "--out", str(model), "--epochs", "2", "--model", "deepdive-resnet-fast"])
+    assert res.exit_code == 0, res.stdout
+    res = runner.invoke(app, ["evaluate", str(model), str(both), "--out", str(tmp_path / "eval")])
+    assert res.exit_code == 0, res.stdout
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    figures = report["by_source"]
+    assert figures["challenge"]["recording"]["n"] == added[0]["test_recordings"]
+    assert figures[synth_corpus.name]["recording"]["n"] == sum(r["test_recordings"] for r in single["split_report"])
+    assert figures["challenge"]["encounter_disjoint"]["recording"].get("n", 0) == 0
+    assert report["encounter_disjoint"]["recording"]["n"] == figures[synth_corpus.name]["encounter_disjoint"]["recording"]["n"]
+    assert "challenge: recording" in (tmp_path / "eval" / "report.md").read_text()
+    res = runner.invoke(app, ["prepare", "watkins", str(synth_corpus), "--out", str(tmp_path / "s"), "--calls", str(calls),
+                              "--calls-species", "Unicorn"])
+    assert res.exit_code == 1 and "--calls-species Unicorn" in res.output
+
+
 @pytest.mark.parametrize("case", BAD_CASES, ids=[c[0] for c in BAD_CASES])
 def test_bad_inputs_give_one_line(corpus, case):
     from pathlib import Path

@@ -207,3 +207,36 @@ def test_crossval_extras_leave_out_the_tapes_and_encounters_each_fold_tests():
     kept = _extras_for(extra, tested, {"88006": "enc-88006", "88007": "enc-88006", "63019": "enc-63019"})
     assert [r.tape for r in kept] == ["63019"]  # its tape, and another tape of its encounter, left out
     assert [r.tape for r in _extras_for(extra, tested, {})] == ["88007", "63019"]  # without the encounters: its tape
+
+
+def test_calls_of_a_challenge_folder_join_a_species_in_whole_groups(synth_kaggle, tmp_path):
+    """`load_calls`: the up-calls of a challenge folder as recordings of a species, drawn (seeded) in whole
+    groups; without sources.csv, identical clips are one group and are drawn together."""
+    import shutil
+
+    from deepdive.datasets import load_calls, load_kaggle
+
+    calls = load_calls(synth_kaggle, "Synthetic upcall", "Synthetic upcall")
+    positives = [r for r in load_kaggle(synth_kaggle) if r.label == "right whale"]
+    assert [r.path for r in calls] == [r.path for r in positives]
+    assert {r.label for r in calls} == {"Synthetic upcall"} and {r.scientific_name for r in calls} == {"Synthetic upcall"}
+    some = load_calls(synth_kaggle, "Synthetic upcall", max_clips=5, seed=1)
+    tapes = {r.group for r in some}
+    # whole tapes: every up-call of a drawn tape, and the draw stops once it holds 5
+    assert {r.path for r in positives if r.group in tapes} == {r.path for r in some}
+    assert len(some) >= 5 and len(some) - max(sum(r.group == g for r in some) for g in tapes) < 5
+    assert [r.path for r in load_calls(synth_kaggle, "x", max_clips=5, seed=1)] == [r.path for r in some]
+    # no sources.csv: a clip copied under another name is drawn with its twin or not at all
+    folder = tmp_path / "challenge"
+    shutil.copytree(synth_kaggle, folder)
+    (folder / "sources.csv").unlink()
+    first = positives[0].path.rsplit("/", 1)[1]
+    shutil.copy(folder / "train" / first, folder / "train" / "twin.aiff")
+    with open(folder / "train.csv", "a") as f:
+        f.write("twin.aiff,1\n")
+    for seed in range(6):
+        names = {r.path.rsplit("/", 1)[1] for r in load_calls(folder, "x", max_clips=2, seed=seed)}
+        assert (first in names) == ("twin.aiff" in names)
+    with pytest.raises(DatasetError, match="no up-call"):
+        (folder / "train.csv").write_text("clip_name,label\n" + first + ",0\n")
+        load_calls(folder, "x")

@@ -340,6 +340,33 @@ def test_a_stopped_species_crossval_goes_on_from_its_finished_folds(synth_corpus
                for k in fold0 if first["folds"][0]["recordings"])
 
 
+def test_species_crossval_trains_every_fold_on_the_extra_calls_and_tests_none(synth_corpus, synth_kaggle, small_cfg,
+                                                                               tmp_path):
+    """`crossval_species(extra_train=)`: another source's up-calls (`load_calls`) join every fold's training
+    and no fold's test or validation; each source is balanced apart; a run with them is stamped apart."""
+    from deepdive.crossval import crossval_species
+    from deepdive.datasets import as_sources, load_calls
+    from deepdive.store import FeatureStore
+    from deepdive.train import TrainConfig
+
+    recs = load_watkins(synth_corpus)
+    calls = as_sources([(str(synth_kaggle), load_calls(synth_kaggle, "Synthetic upcall", max_clips=6))])
+    tcfg = TrainConfig(model="deepdive-resnet-fast", epochs=1, patience=1)
+    cv = crossval_species(recs, tmp_path / "cv", small_cfg, tcfg, k=3, keep_models=True, extra_train=calls)
+    assert set(cv["recording_probabilities"]) == {r.key for r in recs}  # the calls are never scored
+    for i in range(3):
+        store = FeatureStore(tmp_path / "cv" / f"fold{i}" / "store")
+        split_of = {}
+        for row in store.rows:
+            split_of.setdefault(row["key"], set()).add(row["split"])
+        assert all(split_of[r.key] == {"train"} for r in calls)
+        assert f"{synth_kaggle.name}: Synthetic upcall" in store.config["slices_per_label"]
+        assert "Synthetic upcall" in store.config["slices_per_label"]  # the Watkins cuts of it, balanced apart
+    first = json.loads((tmp_path / "cv" / "fold0.json").read_text())["stamp"]
+    crossval_species(recs, tmp_path / "plain", small_cfg, tcfg, k=3, only={0})
+    assert json.loads((tmp_path / "plain" / "fold0.json").read_text())["stamp"] != first
+
+
 def test_prepare_in_worker_processes_writes_the_same_store(synth_corpus, small_cfg, tmp_path):
     recs = load_watkins(synth_corpus)[:12]
     prepare(recs, tmp_path / "one", small_cfg)

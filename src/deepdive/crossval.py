@@ -249,6 +249,7 @@ def crossval_species(
     resume: bool = False,
     novelty: bool = False,
     only: set[int] | None = None,
+    extra_train: list[Recording] | None = None,
 ) -> dict:
     """Train and test `k` species models on the folds of `prepare.species_folds` (fold i tested, fold
     i+1 for early stopping, the rest trained on); the recording-level figures pool every recording's
@@ -263,7 +264,9 @@ def crossval_species(
     recording to its out-of-fold novelty (what share of known recordings a threshold flags when the
     encounter, or the recorder, was never heard; a fold without validation windows gives none).
     `only`: train only these folds (others are read if saved, else left out), so that processes can
-    share the folds of one run."""
+    share the folds of one run. `extra_train`: recordings of another source that every fold trains on
+    and none tests (`prepare watkins --calls`: the challenge's buoy up-calls as Northern Right Whales);
+    they must have a `source` of their own, so that each source is balanced apart."""
     from .bundle import Bundle
     from .store import FeatureStore
     from .train import train
@@ -281,7 +284,7 @@ def crossval_species(
             continue
         done_path = work / f"fold{i}.json"
         stamp = _fold_stamp(i, k, seed, None, prep_cfg, train_cfg, sorted(assignment.items()), len(recordings),
-                            ["novelty"] if novelty else [])
+                            ["novelty"] if novelty else [], [r.key for r in extra_train or []])
         if resume and done_path.is_file():
             done = json.loads(done_path.read_text())
             if done.get("stamp") == stamp:
@@ -295,7 +298,9 @@ def crossval_species(
         if only is not None and i not in only:
             continue
         store, model = work / f"fold{i}" / "store", work / f"fold{i}" / "model"
-        prepare([r for r in recordings if r.key in assignment], store, replace(prep_cfg, seed=seed), assignment=assignment)
+        extras = list(extra_train or [])
+        prepare([r for r in recordings if r.key in assignment] + extras, store, replace(prep_cfg, seed=seed),
+                assignment={**assignment, **{r.key: "train" for r in extras}})
         train(store, model, replace(train_cfg, seed=train_cfg.seed + i), progress=False)
         bundle = Bundle.load(model)
         g, t = window_probabilities(bundle, FeatureStore(store), "test")

@@ -26,7 +26,8 @@ negative labels (`augment.BackgroundMix`): a call heard over another recorder's 
 Balance (training split only). For a detector (`augment_all`), every label gets the same extra,
 augmented slices: were only the rare positives augmented, added noise itself would announce a call.
 For species, labels whose total training duration is below the median label are
-under-represented: they are sliced `extra_slices` (3) times at offsets shifted by window/3 (or, with
+under-represented (in a store of several sources, a label's recordings of each source count apart, so
+that a label one source holds in plenty is still balanced in the source that holds little of it): they are sliced `extra_slices` (3) times at offsets shifted by window/3 (or, with
 `shift="roll"`, for clips as long as a window, rolled by a random time shift), and each extra slice
 gets white noise (random SNR) and a random gain. Others are sliced once. Validation and
 test are sliced once and never augmented.
@@ -359,8 +360,9 @@ def species_folds(recordings: list[Recording], k: int = 5, seed: int = 0, fallba
     return assignments, levels
 
 
-def balance_plan(train_durations: dict[str, float], cfg: PrepareConfig) -> dict[str, int]:
-    """Slices per label: `extra_slices` for labels below the median training duration, else 1; with
+def balance_plan(train_durations: dict, cfg: PrepareConfig) -> dict:
+    """Slices per label (or per any key: `prepare` gives (source, label)): `extra_slices` for those below
+    the median training duration, else 1; with
     `augment_all`, `extra_slices` for every label (class weights then balance the loss)."""
     if cfg.augment_all:
         return {k: cfg.extra_slices for k in train_durations}
@@ -450,10 +452,12 @@ def prepare(
         usable = [r for r in usable if r.key in assignment]
         split_report = _report_of(usable, assignment)
     train_dur: dict[str, float] = defaultdict(float)
+    source_dur: dict[tuple[str, str], float] = defaultdict(float)  # balanced per source and label
     for r in usable:
         if assignment[r.key] == "train":
             train_dur[r.label] += durations[r.key]
-    slices = balance_plan(dict(train_dur), cfg)
+            source_dur[r.source, r.label] += durations[r.key]
+    slices = balance_plan(dict(source_dur), cfg)
     unknown = set(cfg.source_passes) - {r.source for r in usable}
     if unknown:
         raise DatasetError(f"{out}: source_passes names {', '.join(sorted(unknown))}, not a source of these recordings "
@@ -470,7 +474,9 @@ def prepare(
         "prepare": cfg.to_dict(),
         "source": source or {},
         "split_report": split_report,
-        "slices_per_label": slices,
+        # per label, or per "source: label" in a store of several sources (a recording of no named source: its label)
+        "slices_per_label": {f"{src}: {lab}" if src and len({s for s, _ in slices}) > 1 else lab: n
+                             for (src, lab), n in slices.items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     if cfg.source_passes:
@@ -511,7 +517,7 @@ def prepare(
     with _pool(workers) as pool:
         for i, r in enumerate(usable):
             split = assignment[r.key]
-            passes = (cfg.source_passes.get(r.source, slices.get(r.label, 1))) if split == "train" else 1
+            passes = (cfg.source_passes.get(r.source, slices.get((r.source, r.label), 1))) if split == "train" else 1
             n_windows = 0
             if r.key not in already:
                 # a per-recording seed makes a resumed run write exactly what an uninterrupted one would

@@ -126,6 +126,12 @@ def prepare(
         help="Several PATHs: training passes per folder, e.g. rightwhalecalls=2,rightwhale2k=12 (extra passes augmented)")] = None,
     mix_backgrounds: Annotated[float, typer.Option(
         help="Several PATHs: probability that an augmented pass is mixed over another folder's noise clip")] = 0.0,
+    calls: Annotated[Path | None, typer.Option(
+        help="watkins: a challenge-layout folder (train.csv, train/) whose up-calls are added as recordings of "
+             "--calls-species from another recorder, split within their own folder")] = None,
+    calls_species: Annotated[str, typer.Option(help="watkins --calls: the species the up-calls are")] = "Northern Right Whale",
+    calls_max: Annotated[int, typer.Option(help="watkins --calls: at most this many up-calls, drawn at random (0: all); the default is about "
+                                    "as many as the Watkins folder's right-whale cuts")] = 60,
     seed: Annotated[int, typer.Option()] = 0,
     workers: Annotated[int, typer.Option(help="Processes computing features (the store is the same for any number)")] = 1,
 ) -> None:
@@ -138,7 +144,11 @@ def prepare(
 
     `raven` reads Raven selection tables: each recording they annotate is cut into windows, a window
     overlapping a selection takes its label, the others are "background"; each recording is its own
-    encounter. With --positive LABEL (raven or manifest) the store trains a detector of LABEL."""
+    encounter. With --positive LABEL (raven or manifest) the store trains a detector of LABEL.
+
+    `watkins --calls FOLDER` adds the up-calls of a challenge folder (Cornell's buoys) as Northern
+    Right Whale recordings from another recorder: the species is then no longer heard through one
+    kind of tape recorder only. Each folder is split on its own."""
     from dataclasses import replace
 
     from rich.progress import Progress
@@ -186,6 +196,18 @@ def prepare(
             loaded = [r for p in paths for r in load_folders(p, group_by="subfolder")]
         else:
             loaded = load_datasets(kind.value, [str(p) for p in paths])
+        if calls is not None:
+            if kind is not Kind.watkins:
+                raise DeepdiveError("--calls adds a challenge folder's up-calls to prepare watkins")
+            from ..datasets import as_sources, load_calls
+
+            known = {r.label: r.scientific_name for r in loaded}
+            if calls_species not in known:
+                raise DeepdiveError(f"--calls-species {calls_species}: not a species of {', '.join(map(str, paths))}")
+            added = load_calls(calls, calls_species, known[calls_species], calls_max, seed)
+            # one Watkins folder becomes a source beside the calls' (several already are sources)
+            loaded = (as_sources([(str(paths[0]), loaded), (str(calls), added)]) if len(paths) == 1
+                      else loaded + as_sources([(str(calls), added)]))
         recs = select(loaded, species, family, min_duration, clean_only)
         if positive:
             recs = _one_against_the_rest(recs, positive)
@@ -209,6 +231,11 @@ def prepare(
         source = {"kind": kind.value, "path": ", ".join(str(p) for p in paths)}
         if kind in (Kind.watkins, Kind.kaggle):
             source["terms"] = dataset_terms(kind.value, [str(p) for p in paths])
+        if calls is not None:
+            from ..datasets.kaggle import data_terms
+
+            source["calls"] = {"path": str(calls), "species": calls_species, "max": calls_max, "seed": seed}
+            source["terms"] += " " + data_terms(calls)
         with Progress(transient=True) as bar:
             task = bar.add_task("preparing", total=len(recs))
             config = run(recs, out, cfg, progress=lambda d, t, k: bar.update(task, completed=d),

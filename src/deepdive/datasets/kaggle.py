@@ -105,6 +105,36 @@ def load_kaggle(root: str | Path) -> list[Recording]:
     return out
 
 
+def load_calls(root: str | Path, species: str, scientific_name: str = "", max_clips: int = 0, seed: int = 0
+               ) -> list[Recording]:
+    """The up-calls (label 1) of a challenge folder as recordings of `species`: the same animal heard by
+    another recorder, to train a species model beside the Watkins cuts (`prepare watkins --calls`).
+    `max_clips` > 0 draws that many at random (seeded), whole groups of identical clips at a time, in
+    train.csv's order; the groups are those of `load_kaggle`, so a split keeps identical clips together."""
+    calls = [r for r in load_kaggle(root) if r.label == POSITIVE]
+    if not calls:
+        raise DatasetError(f"{root}: train.csv lists no up-call (label 1)")
+    if max_clips > 0:
+        import numpy as np
+
+        groups = list(dict.fromkeys(r.group for r in calls))
+        order = np.random.default_rng(seed).permutation(len(groups))
+        kept: set[str] = set()
+        count = {g: 0 for g in groups}
+        for r in calls:
+            count[r.group] += 1
+        n = 0
+        for i in order:
+            if n >= max_clips:
+                break
+            kept.add(groups[i])
+            n += count[groups[i]]
+        calls = [r for r in calls if r.group in kept]
+    from .taxonomy import family_of
+
+    return [replace(r, label=species, scientific_name=scientific_name, family=family_of(scientific_name)) for r in calls]
+
+
 def _group_identical(recordings: list[Recording]) -> list[Recording]:
     """Clips with identical samples share the group of the first of them (in train.csv's order)."""
     first: dict[str, str] = {}
