@@ -16,7 +16,8 @@ About 13 trainings: roughly two hours for deepdive-resnet on 2 cores.
     .venv/bin/python benchmarks/leave_gear_out.py [--model deepdive-resnet] [--data ../shared/data/watkins] [--reuse]
         [--recorder 0.5 --noise ../shared/data/rightwhalecalls] [--centred-only] [--outliers DIR]
         [--only systems|encounters [--folds 0,2,4]]   # a part, e.g. in two processes side by side; a last run
-                                                      # without them reads the saved folds and prints
+                                                      # without --folds reads the saved folds and prints that
+                                                      # part's table, one without either prints both
 """
 
 from __future__ import annotations
