@@ -64,7 +64,8 @@ def recipes():
     over the window, which a recorder's per-band response cannot reach), as the species model does; `-pitch`
     scales each training window's frequency axis by up to 20% (`train --pitch 0.2`); `-rec` hears half the
     training windows through a random recorder (`train --recorder 0.5`: `augment.recorder_response`'s
-    noise under the call, hum lines and band limits; its equalisation curve the centring cancels). The `-negs` recipes
+    noise under the call, hum lines and band limits; its equalisation curve the centring cancels); `-rec-nb`
+    the same without the band limits (`--no-recorder-bands`), which can cut a call off. The `-negs` recipes
     also train on up to three 2 s windows of every Watkins cut of the other 19 species (825 windows in the
     folder of 2026-12-02: humpback, bowhead, fin and pilot whales, dolphins...; `watkins.detection_negatives`),
     four passes each, a fold leaving out those of every encounter it tests (`crossval_detector(extra_train=...)`);
@@ -84,6 +85,7 @@ def recipes():
     centred = replace(cnn, model_options={"level": False})  # the `-centred` recipes: `train --centred-only`
     pitched = replace(centred, pitch=0.2)  # `-pitch`: and `train --pitch 0.2`, each window's call up to 20% higher or lower
     heard = replace(centred, recorder=0.5)  # `-rec`: and `train --recorder 0.5`, half the windows through a random recorder
+    heard_all_bands = replace(heard, recorder_bands=False)  # `-rec-nb`: the same, `--no-recorder-bands`
     return {
         "cnn": (prep, cnn),
         "cnn-mix": (replace(prep, mix_backgrounds=0.5), cnn),
@@ -96,6 +98,7 @@ def recipes():
         "cnn-500-centred-pitch": (low, pitched),
         "cnn-mix-500-centred-pitch": (replace(low, mix_backgrounds=0.5), pitched),
         "cnn-mix-500-centred-rec": (replace(low, mix_backgrounds=0.5), heard),
+        "cnn-mix-500-centred-rec-nb": (replace(low, mix_backgrounds=0.5), heard_all_bands),
         "cnn-500-centred-negs": (negs, centred),
         "cnn-mix-500-centred-negs": (replace(negs, mix_backgrounds=0.5), centred),
         # the same, each folder's calls still mixed only over the other folder's noise, never over the extra negatives

@@ -8,8 +8,10 @@ band-limited to 1 kHz (2 kHz sampling). A model that heard the animal and not th
 
 Printed per model (`--model DIR ...`; default the bundled species model), over `--clips` clips of
 each kind drawn at random: the share of up-calls ranked Northern Right Whale first and in the top 3,
-their mean probability for it, the share said to be `known`; for the noise clips the share `known`
-(lower is better) and the species most often ranked first.
+their mean probability for it (and the noise clips'), how well that probability tells the up-calls
+from the noise (ROC AUC: does the model hear the call, or only the buoy?), the share said to be
+`known`; for the noise clips the share `known` (lower is better) and the species most often ranked
+first.
 
 Then the same question without leaving the Watkins tapes: the model's own test cuts (the card's
 split: encounters it never trained on) of the species that call below 1 kHz (right, bowhead and fin
@@ -64,6 +66,7 @@ def band_limited(bundle) -> str:
 def main() -> int:
     from deepdive.bundle import resolve
     from deepdive.datasets.kaggle import POSITIVE, load_kaggle
+    from deepdive.evaluate import roc_auc
     from deepdive.predict import classify
 
     ap = argparse.ArgumentParser()
@@ -79,8 +82,9 @@ def main() -> int:
         kinds[name] = [group[i].path for i in sorted(rng.choice(len(group), min(args.clips, len(group)), replace=False))]
     # (a model whose training heard some of these clips is scored without them: the count drops a little)
     print(f"{len(kinds['up-calls'])} up-calls and {len(kinds['noise'])} noise clips of {args.data}\n")
-    print(f"| model | up-calls: {SPECIES} first | in top 3 | mean p | known | noise: known | noise: most often first |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print(f"| model | up-calls: {SPECIES} first | in top 3 | mean p | noise: mean p | AUROC of p, up-calls against noise | "
+          "up-calls: known | noise: known | noise: most often first |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for model in args.model:
         bundle = resolve(model, "species")
         # clips its training heard (noise, or up-calls with `prepare watkins --calls`) are not scored
@@ -93,15 +97,17 @@ def main() -> int:
             rows[name] = {
                 "top1": np.mean([f == SPECIES for f in first]),
                 "top3": np.mean([SPECIES in [x["species"] for x in r[:3]] for r in ranks]),
-                "p": np.mean([next((x["probability"] for x in r if x["species"] == SPECIES), 0.0) for r in ranks]),
+                "ps": [next((x["probability"] for x in r if x["species"] == SPECIES), 0.0) for r in ranks],
                 "known": np.mean([r.known is not False for r in ranks]),
                 "first": Counter(first).most_common(2),
                 "n": len(paths),
             }
         up, nz = rows["up-calls"], rows["noise"]
         common = ", ".join(f"{s} {c / nz['n']:.0%}" for s, c in nz["first"])
-        print(f"| {model or 'bundled'} ({up['n']} / {nz['n']}) | {up['top1']:.2f} | {up['top3']:.2f} | {up['p']:.3f} | {up['known']:.2f} | "
-              f"{nz['known']:.2f} | {common} |", flush=True)
+        # does the model hear the call, or only the buoy? p(species) of the up-calls against the noise's
+        auc = roc_auc(np.r_[np.ones(up["n"]), np.zeros(nz["n"])], np.r_[up["ps"], nz["ps"]])
+        print(f"| {model or 'bundled'} ({up['n']} / {nz['n']}) | {up['top1']:.2f} | {up['top3']:.2f} | {np.mean(up['ps']):.3f} | "
+              f"{np.mean(nz['ps']):.3f} | {auc:.2f} | {up['known']:.2f} | {nz['known']:.2f} | {common} |", flush=True)
     print(f"\nTop-1 on the model's test cuts of {', '.join(LOW)}, as recorded and resampled:\n")
     print("| model | cuts | as recorded | 4 kHz | 2 kHz |")
     print("|---|---:|---:|---:|---:|")

@@ -80,6 +80,20 @@ def test_recorder_response_keeps_the_scale_and_changes_only_the_drawn_windows():
         recorder_response(x, np.random.default_rng(0), 1.5)
 
 
+def test_recorder_response_without_band_limits_keeps_every_band_and_the_other_draws():
+    from deepdive.augment import recorder_response
+
+    x = _db_windows(300)
+    cut = recorder_response(x, np.random.default_rng(0), 1.0)
+    kept = recorder_response(x, np.random.default_rng(0), 1.0, band_limits=False)
+    floor = (kept == -80).all(axis=2)  # bands at the floor all through a window
+    assert not floor[:, [0, -1]].any()  # neither the top nor the bottom band is cut away
+    assert (cut[:, -1, :] == -80).all(axis=1).mean() > 0.3  # where the default cuts them
+    # the same windows drawn, the same curve, noise and hum: windows that no cut reached are equal
+    untouched = ~(cut == -80).all(axis=2).any(axis=1)
+    assert untouched.any() and np.array_equal(cut[untouched], kept[untouched])
+
+
 def test_recorder_response_tilts_the_spectrum_and_mixes_the_noise_it_is_given():
     from deepdive.augment import recorder_response
 

@@ -116,6 +116,7 @@ def recorder_response(
     eq_db: float = 18.0,
     noise: np.ndarray | None = None,
     noise_db: tuple[float, float] = (-45.0, -10.0),
+    band_limits: bool = True,
 ) -> np.ndarray:
     """Each window of a batch of dB spectrograms `x` (n, bands, frames) is, with probability `p`,
     heard through a random recorder:
@@ -127,7 +128,8 @@ def recorder_response(
     - with probability 0.25, one or two hum lines (steady narrow bands);
     - with probability 0.5 the bands above a random one (25-100% kept) and with probability 0.25
       those below a random one (up to 15% lost) at the floor, as a lower sample rate or a high-pass
-      filter would leave them.
+      filter would leave them (`band_limits=False`: never; the draws are made all the same, so the
+      other changes of a seeded run stay as they were).
 
     The window is then put back on the features' scale (peak 0 in the bands kept, floor -top_db). A new array is
     returned; windows not drawn are unchanged."""
@@ -155,9 +157,13 @@ def recorder_response(
                 band = int(rng.integers(f))
                 w[band] = _power_sum_db(w[band], np.full(t, w.max() + rng.uniform(-40.0, -10.0)))
         if rng.random() < 0.5:
-            w[int(rng.integers(max(1, f // 4), f + 1)):] = -np.inf
+            top = int(rng.integers(max(1, f // 4), f + 1))
+            if band_limits:
+                w[top:] = -np.inf
         if rng.random() < 0.25:
-            w[: int(rng.integers(0, max(1, int(0.15 * f)) + 1))] = -np.inf
+            bottom = int(rng.integers(0, max(1, int(0.15 * f)) + 1))
+            if band_limits:
+                w[:bottom] = -np.inf
         out[i] = np.maximum(w - w.max(), floor)
     return out
 

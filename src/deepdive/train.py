@@ -43,6 +43,7 @@ class TrainConfig:
     pitch: float = 0.0  # each training window's rows scaled by up to this much (0.2: x 1/1.2 to 1.2; see _spec_augment)
     recorder: float = 0.0  # probability that a training window is heard through a random recorder (augment.recorder_response)
     noise: str = ""  # with recorder > 0: a folder of background recordings mixed under some of those windows
+    recorder_bands: bool = True  # with recorder > 0: also cut the bands above (or below) a random one at times
     outliers: str = ""  # outlier exposure: a folder of recordings of none of the classes (see _outlier_bank)
     outlier_weight: float = 0.5  # the weight of their loss (cross-entropy to the uniform distribution)
     outlier_share: float = 0.25  # outlier windows per batch, as a share of the batch size
@@ -132,7 +133,7 @@ def _recorder_setup(store: FeatureStore, cfg: TrainConfig) -> dict | None:
     if feats.kind == "birdnet" or not hasattr(feats, "top_db"):
         return None  # not a dB spectrogram
     noise = noise_windows(cfg.noise, feats, seed=cfg.seed) if cfg.noise else None
-    return {"top_db": feats.top_db, "noise": noise}
+    return {"top_db": feats.top_db, "noise": noise, "band_limits": cfg.recorder_bands}
 
 
 def _outlier_bank(store: FeatureStore, cfg: TrainConfig) -> np.ndarray | None:

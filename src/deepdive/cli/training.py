@@ -275,6 +275,9 @@ def train(
     noise: Annotated[Path | None, typer.Option(
         help="With --recorder: a folder of background recordings (or a challenge folder: its noise clips) "
              "mixed under some of those windows")] = None,
+    recorder_bands: Annotated[bool, typer.Option(
+        help="With --recorder: also cut the bands above (or below) a random one at times, as a lower sample rate "
+             "or a high-pass filter would (--no-recorder-bands: the other changes only)")] = True,
     outliers: Annotated[Path | None, typer.Option(
         help="Outlier exposure: a folder of recordings of none of the classes (or a challenge folder: its noise "
              "clips), trained towards even probabilities, so plain noise is not named a species")] = None,
@@ -356,6 +359,7 @@ def train(
         run(store, out, TrainConfig(model=name, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
                                     model_options=options, init=str(init) if init else "", freeze_backbone=freeze_backbone,
                                     ensemble=ensemble, band_cut=band_cut, pitch=pitch, recorder=recorder, noise=str(noise) if noise else "",
+                                    recorder_bands=recorder_bands,
                                     outliers=str(outliers) if outliers else "", synthetic_outliers=synthetic_outliers,
                                     teacher=str(teacher) if teacher else "", teacher_weight=teacher_weight,
                                     teacher_dims=teacher_dims, teacher_targets=teacher_targets,
