@@ -212,9 +212,23 @@ def test_prepare_watkins_with_calls_of_another_recorder(synth_corpus, synth_kagg
     assert [r["label"] for r in added] == ["Synthetic upcall"]
     assert sum(added[0][f"{s}_recordings"] for s in ("train", "val", "test")) >= 12
     assert "challenge: Synthetic upcall" in config["slices_per_label"]
-    assert config["source"]["calls"] == {"path": str(calls), "species": "Synthetic upcall", "max": 12, "seed": 0}
+    assert config["source"]["calls"] == {"path": str(calls), "species": "Synthetic upcall", "max": 12, "seed": 0,
+                                         "source": "challenge"}
     res = runner.invoke(app, ["train", str(both), "--out", str(model), "--epochs", "2", "--model", "deepdive-resnet-fast"])
     assert res.exit_code == 0, res.stdout
+    # "none of these" is judged against validation recordings of encounters never heard: the Watkins
+    # source's, not the calls' (one recorder, split clip by clip); the calls' validation clips are there
+    from deepdive.bundle import Bundle
+    from deepdive.novelty import fit_store
+    from deepdive.store import FeatureStore
+
+    card = json.loads((model / "card.json").read_text())
+    val = {s: sum(r["val_recordings"] for r in config["split_report"] if r["source"] == s) for s in ("challenge", synth_corpus.name)}
+    assert val["challenge"] > 0 and "challenge" in card["novelty"]["reference"]
+    assert card["novelty"]["fitted_on"]["validation_recordings"] == val[synth_corpus.name]
+    _, with_calls = fit_store(Bundle.load(model, precision="fp32"), FeatureStore(both), reference_calls=True)
+    assert with_calls["fitted_on"]["validation_recordings"] == val[synth_corpus.name] + val["challenge"]
+    assert "reference" not in with_calls
     res = runner.invoke(app, ["evaluate", str(model), str(both), "--out", str(tmp_path / "eval")])
     assert res.exit_code == 0, res.stdout
     report = json.loads((tmp_path / "eval" / "report.json").read_text())

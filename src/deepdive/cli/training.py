@@ -234,7 +234,8 @@ def prepare(
         if calls is not None:
             from ..datasets.kaggle import data_terms
 
-            source["calls"] = {"path": str(calls), "species": calls_species, "max": calls_max, "seed": seed}
+            source["calls"] = {"path": str(calls), "species": calls_species, "max": calls_max, "seed": seed,
+                               "source": loaded[-1].source}  # its rows' groups start with this (novelty.calls_source)
             source["terms"] += " " + data_terms(calls)
         with Progress(transient=True) as bar:
             task = bar.add_task("preparing", total=len(recs))
