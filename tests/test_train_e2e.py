@@ -254,6 +254,22 @@ def test_outlier_exposure_spreads_the_probabilities_of_noise(synth_store, synth_
     assert top(exposed) < top(plain) - 0.1
 
 
+def test_outlier_exposure_weight_and_share_from_the_command_line(synth_store, synth_kaggle, tmp_path):
+    """`train --outlier-weight --outlier-share` reach the training and its card; a share outside (0, 1] is refused."""
+    from typer.testing import CliRunner
+
+    from deepdive.cli import app
+
+    common = ["--model", "deepdive-cnn", "--outliers", str(synth_kaggle), "--epochs", "1"]
+    res = CliRunner().invoke(app, ["train", str(synth_store), "--out", str(tmp_path / "bad"), *common, "--outlier-share", "0"])
+    assert res.exit_code == 1 and "share per batch" in res.output
+    res = CliRunner().invoke(app, ["train", str(synth_store), "--out", str(tmp_path / "m"), *common,
+                                   "--outlier-weight", "0.8", "--outlier-share", "0.5"])
+    assert res.exit_code == 0, res.output
+    training = json.loads((tmp_path / "m" / "card.json").read_text())["training"]
+    assert training["outlier_weight"] == 0.8 and training["outlier_share"] == 0.5
+
+
 def test_distillation_teaches_the_student_the_teachers_description(synth_corpus, small_cfg, synth_store, tmp_path):
     """`teacher`: a store of the same windows with other features. The targets are the teacher's
     principal components, whitened on the training windows; the student learns to predict them from

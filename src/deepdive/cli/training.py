@@ -284,6 +284,10 @@ def train(
              "clips), trained towards even probabilities, so plain noise is not named a species")] = None,
     synthetic_outliers: Annotated[int, typer.Option(
         help="Outlier exposure also to N windows of coloured noise (white to brown)")] = 0,
+    outlier_weight: Annotated[float, typer.Option(
+        help="Outlier exposure: the weight of the outliers' loss (cross-entropy to even probabilities)")] = 0.5,
+    outlier_share: Annotated[float, typer.Option(
+        help="Outlier exposure: outlier windows per batch, as a share of the batch size")] = 0.25,
     centred_only: Annotated[bool, typer.Option(
         help="deepdive-resnet, detector-cnn: the network sees only each band relative to its mean over the window "
              "(a recorder's frequency response cancels), not its absolute level")] = False,
@@ -362,6 +366,7 @@ def train(
                                     ensemble=ensemble, band_cut=band_cut, pitch=pitch, recorder=recorder, noise=str(noise) if noise else "",
                                     recorder_bands=recorder_bands,
                                     outliers=str(outliers) if outliers else "", synthetic_outliers=synthetic_outliers,
+                                    outlier_weight=outlier_weight, outlier_share=outlier_share,
                                     teacher=str(teacher) if teacher else "", teacher_weight=teacher_weight,
                                     teacher_dims=teacher_dims, teacher_targets=teacher_targets,
                                     teacher_temperature=teacher_temperature,
