@@ -293,7 +293,8 @@ def fit_store(bundle, store, keep: float = DEFAULT_KEEP, max_windows: int = 2000
     watkins --calls` are not such recordings: one recorder (the challenge's buoys), split clip by clip, so
     that their validation clips share buoys and days with the training ones, and they would be a large
     share of the reference (75 of 197 recordings with 1,000 up-calls). Their buoys' noise then lies
-    within it: with them, 93% of the buoy noise clips were "known", without, 31% (docs/species.md). So
+    within it: with them, 93% of the buoy noise clips were "known", without, 31% (50% for a second
+    seed; docs/species.md). So
     they are left out of the reference (still in the training windows: they are the species' windows),
     unless `reference_calls`."""
     from .errors import DatasetError
