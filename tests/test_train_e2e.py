@@ -148,6 +148,56 @@ def test_pitch_moves_a_tone_by_its_factor_and_floors_what_comes_from_above():
     assert torch.equal(a, b)
 
 
+def test_freq_mixstyle_gives_a_window_another_windows_band_statistics_and_keeps_its_shape():
+    import torch
+
+    from deepdive.train import _freq_mixstyle
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 32, 50, generator=gen) * torch.rand(16, 32, 1, generator=gen) * 10 - 60 * torch.rand(16, 32, 1, generator=gen)
+    assert torch.equal(_freq_mixstyle(x, np.random.default_rng(0), 0.0), x)  # p 0: untouched
+    out = _freq_mixstyle(x, np.random.default_rng(1), 1.0)
+    mu, sig = x.mean(dim=2), x.std(dim=2, unbiased=False)
+    mu_o, sig_o = out.mean(dim=2), out.std(dim=2, unbiased=False)
+    assert out.min() >= x.min() and out.max() <= x.max()  # held within the features' floor and peak
+    # each band's pattern over time is the window's own: standardised, the two are the same (bands not held)
+    whole = ((out > x.min()) & (out < x.max())).all(dim=2)
+    assert whole.float().mean() > 0.9
+    same = torch.isclose((out - mu_o[..., None]) / sig_o[..., None], (x - mu[..., None]) / sig[..., None], atol=1e-3).all(dim=2)
+    assert same[whole].all()
+    # the statistics are a convex mixture of the window's own and one other window's, the same weight for every band
+    moved = 0
+    for i in range(16):
+        b = whole[i]
+        fits = []
+        for j in range(16):
+            d = (mu[j] - mu[i])[b]
+            lam = float((d * (mu_o[i] - mu[i])[b]).sum() / (d * d).sum().clamp_min(1e-9)) if j != i else 0.0
+            if -1e-4 <= lam <= 1 + 1e-4:
+                fits.append(torch.allclose(mu_o[i][b], mu[i][b] + lam * d, atol=1e-2)
+                            and torch.allclose(sig_o[i][b], (sig[i] + lam * (sig[j] - sig[i]))[b], atol=1e-2))
+        assert any(fits)
+        moved += int(not torch.allclose(mu_o[i][b], mu[i][b], atol=1e-2))
+    assert moved >= 8  # most windows took some of another's statistics (lam ~ Beta(0.3, 0.3), or itself drawn)
+    half = _freq_mixstyle(x, np.random.default_rng(2), 0.5)
+    kept = sum(torch.allclose(half[i], x[i], atol=1e-3) for i in range(16))
+    assert 3 <= kept <= 13
+
+
+def test_freq_mixstyle_from_the_command_line(synth_store, tmp_path):
+    """`train --freq-mixstyle P` reaches the training and its card; a probability outside [0, 1] is refused."""
+    from typer.testing import CliRunner
+
+    from deepdive.cli import app
+
+    common = ["--model", "deepdive-resnet-fast", "--epochs", "1"]
+    res = CliRunner().invoke(app, ["train", str(synth_store), "--out", str(tmp_path / "bad"), *common, "--freq-mixstyle", "1.5"])
+    assert res.exit_code == 1 and "--freq-mixstyle 1.5" in res.output
+    res = CliRunner().invoke(app, ["train", str(synth_store), "--out", str(tmp_path / "m"), *common, "--freq-mixstyle", "0.5"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "m" / "card.json").read_text())["training"]["freq_mixstyle"] == 0.5
+
+
 def test_a_detector_from_ones_own_raven_tables(tmp_path):
     """The analyst's workflow: Raven tables of one's own recordings -> `prepare raven --positive upcall`
     -> `train` gives a detector -> `scan` with it finds the calls of a recording it never heard, and

@@ -41,6 +41,8 @@ class TrainConfig:
     mixup: float = 0.4
     band_cut: float = 0.0  # probability of cutting a training window's top bands (see _spec_augment)
     pitch: float = 0.0  # each training window's rows scaled by up to this much (0.2: x 1/1.2 to 1.2; see _spec_augment)
+    freq_mixstyle: float = 0.0  # probability that a training window takes another's per-band statistics (_freq_mixstyle)
+    mixstyle_alpha: float = 0.3  # with freq_mixstyle: the Beta(alpha, alpha) of the mixing weight
     recorder: float = 0.0  # probability that a training window is heard through a random recorder (augment.recorder_response)
     noise: str = ""  # with recorder > 0: a folder of background recordings mixed under some of those windows
     recorder_bands: bool = True  # with recorder > 0: also cut the bands above (or below) a random one at times
@@ -107,6 +109,29 @@ def _spec_augment(x: torch.Tensor, gen: torch.Generator, band_cut: float = 0.0, 
         t0 = int(torch.randint(0, t - tw + 1, (1,), generator=gen))
         x[i, :, t0 : t0 + tw] = floor[i]
     return x
+
+
+def _freq_mixstyle(x: torch.Tensor, rng: np.random.Generator, p: float, alpha: float = 0.3) -> torch.Tensor:
+    """Frequency-wise MixStyle (Zhou et al. 2021, with the statistics per band as Kim et al. 2022 and the
+    DCASE device-generalisation entries take them): with probability `p` a window (n, bands, frames) is
+    standardised band by band over time and given back a mixture of its own and another window's band
+    means and standard deviations, lam * own + (1 - lam) * other, lam ~ Beta(alpha, alpha). A band's
+    mean over time is what a recorder's frequency response moves, its spread what the recorder's noise
+    floor in that band moves (a band under the floor is flat): the window keeps its call's shape but is
+    heard with another window's colouring and band-by-band contrast. The result is held within the
+    batch's range of values (the features' floor and peak): a band of little spread given a large one
+    would otherwise rise far above the peak, and the PCEN channel's power overflow."""
+    n = x.shape[0]
+    pick = rng.random(n) < p
+    if n < 2 or not pick.any():
+        return x
+    mu = x.mean(dim=2, keepdim=True)
+    sig = (x.var(dim=2, keepdim=True) + 1e-6).sqrt()
+    lam = torch.from_numpy(np.where(pick, rng.beta(alpha, alpha, size=n), 1.0).astype(np.float32)).to(x.dtype)[:, None, None]
+    perm = torch.from_numpy(rng.permutation(n))
+    mix_mu = lam * mu + (1 - lam) * mu[perm]
+    mix_sig = lam * sig + (1 - lam) * sig[perm]
+    return ((x - mu) / sig * mix_sig + mix_mu).clamp(float(x.min()), float(x.max()))
 
 
 def _pitch_scale(x: torch.Tensor, factor: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
@@ -459,6 +484,8 @@ def _fit(store: FeatureStore, cfg: TrainConfig, labels: list[str], shape, histor
                 yb = torch.from_numpy(y_tr[sel])
                 if cfg.spec_augment and xb.ndim == 3:  # a spectrogram (not an embedding vector)
                     xb = _spec_augment(xb, gen, cfg.band_cut, cfg.pitch)
+                if cfg.freq_mixstyle > 0 and xb.ndim == 3:
+                    xb = _freq_mixstyle(xb, rng, cfg.freq_mixstyle, cfg.mixstyle_alpha)
                 if cfg.mixup > 0:
                     lam = float(rng.beta(cfg.mixup, cfg.mixup))
                     perm = torch.randperm(len(yb), generator=gen)

@@ -270,6 +270,9 @@ def train(
     pitch: Annotated[float, typer.Option(
         help="Detectors: each training window's frequency axis scaled by a random factor from 1/(1+P) to 1+P, the "
              "call sung higher or lower (0.2: up to 20%)")] = 0.0,
+    freq_mixstyle: Annotated[float, typer.Option(
+        help="Probability that a training window is given another window's per-band mean and spread over time "
+             "(frequency-wise MixStyle: its colouring and band-by-band contrast)")] = 0.0,
     recorder: Annotated[float, typer.Option(
         help="Probability that a training window is heard through a random recorder: frequency response, noise "
              "floor, hum, band limits")] = 0.0,
@@ -335,6 +338,8 @@ def train(
 
         if not 0 <= novelty_threshold <= 1:
             raise DeepdiveError(f"--novelty-threshold {novelty_threshold}: give a novelty from 0 to 1")
+        if not 0 <= freq_mixstyle <= 1:
+            raise DeepdiveError(f"--freq-mixstyle {freq_mixstyle:g}: give a probability from 0 to 1")
         if pitch < 0:
             raise DeepdiveError(f"--pitch {pitch:g}: give the largest change of pitch as a share, 0 or more (0.2: 20%)")
         from ..train import check_device
@@ -363,7 +368,7 @@ def train(
         recall = (0.9 if detector else 0.0) if threshold_recall is None else threshold_recall
         run(store, out, TrainConfig(model=name, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
                                     model_options=options, init=str(init) if init else "", freeze_backbone=freeze_backbone,
-                                    ensemble=ensemble, band_cut=band_cut, pitch=pitch, recorder=recorder, noise=str(noise) if noise else "",
+                                    ensemble=ensemble, band_cut=band_cut, pitch=pitch, freq_mixstyle=freq_mixstyle, recorder=recorder, noise=str(noise) if noise else "",
                                     recorder_bands=recorder_bands,
                                     outliers=str(outliers) if outliers else "", synthetic_outliers=synthetic_outliers,
                                     outlier_weight=outlier_weight, outlier_share=outlier_share,
