@@ -16,6 +16,8 @@ def add_flags(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--synthetic-outliers", type=int, default=0, help="train --synthetic-outliers N")
     ap.add_argument("--freq-mixstyle", type=float, default=0.0, help="train --freq-mixstyle P: frequency-wise MixStyle")
     ap.add_argument("--pcen", type=float, default=0.0, help="train --pcen SECONDS: a PCEN channel (mel frames of 16 ms)")
+    ap.add_argument("--train-seed", type=int, default=0,
+                    help="train --seed: the models' seed (a cross-validation's fold i trains with seed + i)")
 
 
 def train_config(model: str, args: argparse.Namespace):
@@ -28,10 +30,11 @@ def train_config(model: str, args: argparse.Namespace):
         options["pcen"] = MelConfig().columns(args.pcen)
     cfg = TrainConfig(model=model, recorder=args.recorder, noise=args.noise, outliers=args.outliers,
                       synthetic_outliers=args.synthetic_outliers, model_options=options,
-                      freq_mixstyle=args.freq_mixstyle)
+                      freq_mixstyle=args.freq_mixstyle, seed=args.train_seed)
     tag = (model + (f"-rec{args.recorder:g}" if args.recorder else "") + ("-noise" if args.noise else "")
            + ("-centred" if args.centred_only else "") + ("-oe" if args.outliers else "") + (f"-syn{args.synthetic_outliers}" if args.synthetic_outliers else "")
-           + (f"-pcen{args.pcen:g}" if args.pcen else "") + (f"-fms{args.freq_mixstyle:g}" if args.freq_mixstyle else ""))
+           + (f"-pcen{args.pcen:g}" if args.pcen else "") + (f"-fms{args.freq_mixstyle:g}" if args.freq_mixstyle else "")
+           + (f"-seed{args.train_seed}" if args.train_seed else ""))
     return cfg, tag
 
 
